@@ -1,0 +1,342 @@
+//! The `syshost` command line: a thin layer over the host library.
+//!
+//! Exit codes: 0 success, 1 runtime or resolution error, 2 usage error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::discovery::{discover, Discovery};
+use crate::resolver::{self, Outcome};
+use crate::runtime::{ActivationReport, Host, SystemState, SystemStatus};
+
+/// syshost: loads system plugins, resolves their dependencies, and serves them.
+#[derive(Debug, Parser)]
+#[command(name = "syshost", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: $SYSHOST_CONFIG, else ./syshost.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Show full diagnostics (for example abi_stable's complete layout report).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Activate the enabled systems and serve until SIGINT/SIGTERM.
+    Run,
+    /// List every discovered system with its state (activates the enabled set).
+    Systems {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the dependency graph of every discovered system.
+    Graph {
+        /// Print Graphviz DOT instead of text.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Discover and resolve without activating; exit 1 listing every problem.
+    Check,
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let config =
+        Config::load(cli.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+    let log_filter = match &cli.command {
+        Command::Run => config.log.clone(),
+        _ if cli.verbose => config.log.clone(),
+        _ => "warn".to_string(),
+    };
+    init_logging(&log_filter);
+    match cli.command {
+        Command::Run => run_server(&config),
+        Command::Systems { json } => systems(&config, json, cli.verbose),
+        Command::Graph { dot } => graph(&config, dot, cli.verbose),
+        Command::Check => check(&config, cli.verbose),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print_discovery_errors(discovery: &Discovery, verbose: bool) {
+    for e in &discovery.errors {
+        if verbose {
+            eprintln!("error: {}", e.verbose());
+        } else {
+            eprintln!("error: {e}");
+        }
+    }
+}
+
+fn build_host(config: &Config) -> Result<Host, String> {
+    Host::builder()
+        .data_dir(&config.data_dir)
+        .plugin_dirs(config.effective_plugin_dirs())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The one readable startup block: what was activated and why.
+pub fn activation_summary(host: &Host, report: &ActivationReport) -> String {
+    let mut out = String::new();
+    let rows = host.systems();
+    let active: Vec<&SystemStatus> = rows
+        .iter()
+        .filter(|s| s.state == SystemState::Active)
+        .collect();
+    out.push_str(&format!("activated {} system(s):\n", active.len()));
+    for s in &active {
+        out.push_str(&format!(
+            "  {:>2}. {:<12} {:<8} {}\n",
+            s.order.map(|o| o + 1).unwrap_or(0),
+            s.id,
+            s.version,
+            s.reason
+        ));
+    }
+    for s in rows
+        .iter()
+        .filter(|s| matches!(s.state, SystemState::Failed | SystemState::Blocked))
+    {
+        let state = if s.state == SystemState::Failed {
+            "FAILED"
+        } else {
+            "BLOCKED"
+        };
+        out.push_str(&format!("  {state} {} {}: {}\n", s.id, s.version, s.reason));
+    }
+    for p in &report.problems {
+        if !rows.iter().any(|s| p.contains(&format!("'{}'", s.id))) {
+            out.push_str(&format!("  problem: {p}\n"));
+        }
+    }
+    for w in &report.warnings {
+        out.push_str(&format!("  note: {w}\n"));
+    }
+    out.trim_end().to_string()
+}
+
+fn run_server(config: &Config) -> Result<ExitCode, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("syshost")
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let host = build_host(config)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %config.data_dir.display(),
+        plugin_dirs = %config.effective_plugin_dirs().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+        enable = %config.enable.join(","),
+        "starting syshost"
+    );
+    let activation_host = host.clone();
+    let enabled = config.enable.clone();
+    let report = runtime
+        .block_on(tokio::task::spawn_blocking(move || {
+            activation_host.activate_all(&enabled)
+        }))
+        .map_err(|e| format!("activation thread failed: {e}"))?;
+    let summary = activation_summary(&host, &report);
+    if report.is_ok() {
+        tracing::info!("{summary}");
+    } else {
+        tracing::error!("{summary}");
+    }
+    let router = crate::http::router(host.clone(), config.enable.clone());
+    let addr = config.http.addr.clone();
+    let served = runtime.block_on(async move {
+        let (listener, local) = crate::http::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        tracing::info!("listening on http://{local}");
+        crate::http::serve(listener, router, shutdown_signal())
+            .await
+            .map_err(|e| format!("HTTP server failed: {e}"))
+    });
+    tracing::info!("shutting down");
+    let errors = host.shutdown();
+    drop(runtime);
+    served?;
+    if errors.is_empty() {
+        tracing::info!("stopped cleanly");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!(
+            "{} system(s) failed to shut down cleanly",
+            errors.len()
+        ))
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn systems(config: &Config, json: bool, verbose: bool) -> Result<ExitCode, String> {
+    let host = build_host(config)?;
+    print_discovery_errors(host.discovery(), verbose);
+    let report = host.activate_all(&config.enable);
+    let rows = host.systems();
+    host.shutdown();
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        writeln!(stdout, "{text}").map_err(|e| e.to_string())?;
+    } else {
+        writeln!(
+            stdout,
+            "{:<5} {:<12} {:<9} {:<10} {:<24} PATH",
+            "ORDER", "ID", "VERSION", "STATE", "REASON"
+        )
+        .map_err(|e| e.to_string())?;
+        for s in &rows {
+            let state = serde_json::to_value(&s.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            writeln!(
+                stdout,
+                "{:<5} {:<12} {:<9} {:<10} {:<24} {}",
+                s.order.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
+                s.id,
+                s.version,
+                state,
+                s.reason,
+                s.path.display()
+            )
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    for p in &report.problems {
+        eprintln!("error: {p}");
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn graph(config: &Config, dot: bool, verbose: bool) -> Result<ExitCode, String> {
+    let discovery = discover(&config.effective_plugin_dirs());
+    print_discovery_errors(&discovery, verbose);
+    let candidates = discovery.candidates();
+    if dot {
+        print!("{}", resolver::to_dot(&candidates));
+    } else {
+        for c in &candidates {
+            println!("{} {}", c.id, c.version);
+            for e in resolver::edges(&candidates)
+                .iter()
+                .filter(|e| e.from == c.id)
+            {
+                let kind = match e.kind {
+                    resolver::EdgeKind::Requires => "requires",
+                    resolver::EdgeKind::Wants => "wants   ",
+                };
+                println!("  {kind} {} {}", e.to, e.req);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(config: &Config, verbose: bool) -> Result<ExitCode, String> {
+    let discovery = discover(&config.effective_plugin_dirs());
+    print_discovery_errors(&discovery, verbose);
+    let plan = resolver::resolve(&discovery.candidates(), &config.enable);
+    for p in &plan.problems {
+        eprintln!("error: {p}");
+    }
+    for w in &plan.warnings {
+        eprintln!("note: {}: {}", w.plugin, w.message);
+    }
+    let problems = discovery.errors.len() + plan.problems.len();
+    if problems == 0 {
+        println!(
+            "ok: {} system(s) discovered; enabling {} activates {} in this order: {}",
+            discovery.plugins.len(),
+            config.enable.join(", "),
+            plan.order.len(),
+            plan.order.join(" → ")
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let blocked: Vec<&String> = plan
+            .outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Blocked { .. }))
+            .map(|(id, _)| id)
+            .collect();
+        if !blocked.is_empty() {
+            eprintln!(
+                "blocked by the errors above: {}",
+                blocked
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        eprintln!("{problems} problem(s) found");
+        Ok(ExitCode::from(1))
+    }
+}

@@ -1,0 +1,518 @@
+//! Host configuration: embedded defaults, an optional TOML file, and
+//! `SYSHOST_*` environment overrides, in that order of precedence.
+//!
+//! Every key can be set in the file or through its environment variable
+//! (dots become underscores, upper-cased: `http.addr` → `SYSHOST_HTTP_ADDR`).
+//! Unknown keys, unknown `SYSHOST_*` variables and bad values are rejected
+//! with an error naming the key and where it came from; nothing starts with a
+//! half-understood configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The file read when neither `--config` nor `SYSHOST_CONFIG` names one
+/// (optional: when absent, the embedded defaults apply).
+pub const DEFAULT_CONFIG_FILE: &str = "syshost.toml";
+
+/// The environment variable naming the config file.
+pub const CONFIG_ENV: &str = "SYSHOST_CONFIG";
+
+/// The complete host configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the store and other state live. Default `./syshost-data`.
+    pub data_dir: PathBuf,
+    /// Directories scanned for plugin libraries. Empty (the default) means
+    /// the directory of the `syshost` executable, where `cargo build` puts them.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The systems to activate; their requirements are activated too.
+    pub enable: Vec<String>,
+    /// A `tracing` filter, for example `info` or `syshost=debug,warn`.
+    pub log: String,
+    /// The HTTP frontend.
+    pub http: HttpConfig,
+}
+
+/// HTTP frontend settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to listen on; port 0 picks a free port (it is logged).
+    pub addr: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./syshost-data"),
+            plugin_dirs: Vec::new(),
+            enable: vec!["user".to_string()],
+            log: "info".to_string(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: "127.0.0.1:8080".to_string(),
+        }
+    }
+}
+
+/// How an environment variable's text becomes a config value.
+#[derive(Debug, Clone, Copy)]
+enum EnvKind {
+    /// Taken verbatim.
+    Text,
+    /// Split on a separator; empty items dropped.
+    List(char),
+}
+
+/// Every config key, its environment variable, and how to parse the latter.
+const KEYS: &[(&str, &str, EnvKind)] = &[
+    ("data_dir", "SYSHOST_DATA_DIR", EnvKind::Text),
+    ("plugin_dirs", "SYSHOST_PLUGIN_DIRS", EnvKind::List(':')),
+    ("enable", "SYSHOST_ENABLE", EnvKind::List(',')),
+    ("log", "SYSHOST_LOG", EnvKind::Text),
+    ("http.addr", "SYSHOST_HTTP_ADDR", EnvKind::Text),
+];
+
+/// Every config key with its environment variable, for docs and `--help`.
+pub fn keys() -> impl Iterator<Item = (&'static str, &'static str)> {
+    KEYS.iter().map(|(key, env, _)| (*key, *env))
+}
+
+/// A configuration problem, naming the key and its source.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The named config file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {reason}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A key that does not exist.
+    #[error("unknown config key '{key}' ({source_name}); known keys: {known}")]
+    UnknownKey {
+        /// The dotted key.
+        key: String,
+        /// Where it was set.
+        source_name: String,
+        /// The known keys, comma-separated.
+        known: String,
+    },
+    /// A `SYSHOST_*` variable that maps to no key.
+    #[error("unknown environment variable {var}; known: {known}")]
+    UnknownEnv {
+        /// The variable.
+        var: String,
+        /// The known variables, comma-separated.
+        known: String,
+    },
+    /// A key with a value of the wrong type or out of range.
+    #[error("invalid value for '{key}' ({source_name}): {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// Where it was set.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration.
+    ///
+    /// `file` is the `--config` argument; without it `SYSHOST_CONFIG` is used,
+    /// and without that `./syshost.toml` if it exists. `env` supplies the
+    /// environment (pass `std::env::vars()`).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SYSHOST_"))
+            .collect();
+        let explicit = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get(CONFIG_ENV).map(PathBuf::from));
+        let (table, file_path) = match explicit {
+            Some(path) => (read_table(&path)?, Some(path)),
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+                if default.is_file() {
+                    (read_table(&default)?, Some(default))
+                } else {
+                    (toml::Table::new(), None)
+                }
+            }
+        };
+        Self::from_parts(table, file_path.as_deref(), &env)
+    }
+
+    /// Parses a TOML document with no environment overrides (for tests and tools).
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: PathBuf::from("<string>"),
+                    reason: e.message().to_string(),
+                })?;
+        Self::from_parts(table, None, &BTreeMap::new())
+    }
+
+    fn from_parts(
+        mut table: toml::Table,
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let file_label = match file {
+            Some(p) => format!("in {}", p.display()),
+            None => "in config".to_string(),
+        };
+        let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        for key in leaf_keys(&table, "") {
+            sources.insert(key, file_label.clone());
+        }
+        // Reject unknown keys first, so a typo is reported as a typo.
+        for (key, source_name) in &sources {
+            if !KEYS.iter().any(|(k, _, _)| k == key) {
+                return Err(ConfigError::UnknownKey {
+                    key: key.clone(),
+                    source_name: source_name.clone(),
+                    known: known_keys(),
+                });
+            }
+        }
+        // Relative paths in a file are relative to the file.
+        if let Some(dir) = file.and_then(Path::parent) {
+            resolve_relative(&mut table, "data_dir", dir);
+            resolve_relative(&mut table, "plugin_dirs", dir);
+        }
+        for (var, value) in env {
+            if var == CONFIG_ENV {
+                continue;
+            }
+            let Some((key, _, kind)) = KEYS.iter().find(|(_, e, _)| e == var) else {
+                return Err(ConfigError::UnknownEnv {
+                    var: var.clone(),
+                    known: std::iter::once(CONFIG_ENV)
+                        .chain(KEYS.iter().map(|(_, e, _)| *e))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            };
+            let value = match kind {
+                EnvKind::Text => toml::Value::String(value.clone()),
+                EnvKind::List(sep) => toml::Value::Array(
+                    value
+                        .split(*sep)
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
+            };
+            set_path(&mut table, key, value);
+            sources.insert(key.to_string(), format!("from {var}"));
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let source_name = sources
+                    .iter()
+                    .find(|(k, _)| key.starts_with(k.as_str()))
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_else(|| file_label.clone());
+                ConfigError::Invalid {
+                    key,
+                    source_name,
+                    reason: e.into_inner().message().to_string(),
+                }
+            })?;
+        config.validate(&sources)?;
+        Ok(config)
+    }
+
+    fn validate(&self, sources: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            key: key.to_string(),
+            source_name: sources
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "default".to_string()),
+            reason,
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty".into()));
+        }
+        if self.enable.is_empty() {
+            return Err(invalid(
+                "enable",
+                "must name at least one system, for example [\"user\"]".into(),
+            ));
+        }
+        for id in &self.enable {
+            if !syshost_plugin_api::is_valid_ident(id) {
+                return Err(invalid(
+                    "enable",
+                    format!("'{id}' is not a system id (lowercase letters, digits, '_', starting with a letter)"),
+                ));
+            }
+        }
+        validate_addr(&self.http.addr).map_err(|reason| invalid("http.addr", reason))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| invalid("log", format!("not a tracing filter: {e}")))?;
+        Ok(())
+    }
+
+    /// The plugin directories to scan: the configured ones, or the
+    /// executable's directory when none are configured.
+    pub fn effective_plugin_dirs(&self) -> Vec<PathBuf> {
+        if self.plugin_dirs.is_empty() {
+            default_plugin_dirs()
+        } else {
+            self.plugin_dirs.clone()
+        }
+    }
+}
+
+/// The default plugin directory: where the running executable lives (cargo
+/// puts the plugin libraries next to the `syshost` binary).
+pub fn default_plugin_dirs() -> Vec<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .into_iter()
+        .collect()
+}
+
+/// Checks `host:port` (host non-empty; IPv6 in brackets; port 0-65535).
+fn validate_addr(addr: &str) -> Result<(), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!(
+            "'{addr}' is not host:port, for example 127.0.0.1:8080"
+        ));
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "'{addr}' has no host; use 127.0.0.1:{port} or 0.0.0.0:{port}"
+        ));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!(
+            "'{addr}': write IPv6 hosts in brackets, for example [::1]:8080"
+        ));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("'{addr}' has an invalid port '{port}' (0-65535)"))?;
+    Ok(())
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    text.parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            reason: e.to_string().trim().to_string(),
+        })
+}
+
+fn known_keys() -> String {
+    KEYS.iter()
+        .map(|(k, _, _)| *k)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Dotted paths of every non-table value in `table`.
+fn leaf_keys(table: &toml::Table, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) if !KEYS.iter().any(|(key, _, _)| *key == path) => {
+                out.extend(leaf_keys(t, &path));
+            }
+            _ => out.push(path),
+        }
+    }
+    out
+}
+
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
+        current = next;
+    }
+    current.insert(last.to_string(), value);
+}
+
+fn resolve_relative(table: &mut toml::Table, key: &str, base: &Path) {
+    let fix = |v: &mut toml::Value| {
+        if let toml::Value::String(s) = v {
+            let p = Path::new(s.as_str());
+            if p.is_relative() {
+                *s = base.join(p).to_string_lossy().into_owned();
+            }
+        }
+    };
+    match table.get_mut(key) {
+        Some(toml::Value::Array(items)) => items.iter_mut().for_each(fix),
+        Some(v) => fix(v),
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_str(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().unwrap();
+        let vars: BTreeMap<String, String> = env(vars).into_iter().collect();
+        Config::from_parts(table, Some(Path::new("syshost.toml")), &vars)
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.http.addr, "127.0.0.1:8080");
+        assert_eq!(c.enable, vec!["user"]);
+        assert_eq!(c.data_dir, PathBuf::from("./syshost-data"));
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load_str(
+            "enable = [\"role\"]\n[http]\naddr = \"127.0.0.1:9000\"\n",
+            &[
+                ("SYSHOST_HTTP_ADDR", "127.0.0.1:0"),
+                ("SYSHOST_ENABLE", "user, audit"),
+                ("SYSHOST_PLUGIN_DIRS", "/a:/b"),
+                ("SYSHOST_DATA_DIR", "/tmp/x"),
+                ("SYSHOST_LOG", "debug"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.http.addr, "127.0.0.1:0");
+        assert_eq!(c.enable, vec!["user", "audit"]);
+        assert_eq!(
+            c.plugin_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.log, "debug");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load_str("[http]\nadr = \"x\"\n", &[]).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::UnknownKey { key, .. } if key == "http.adr"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("http.adr") && e.to_string().contains("syshost.toml"));
+        let e = load_str("colour = 1\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("'colour'"), "{e}");
+    }
+
+    #[test]
+    fn unknown_env_is_named() {
+        let e = load_str("", &[("SYSHOST_HTTP_ADR", "x")]).unwrap_err();
+        assert!(e.to_string().contains("SYSHOST_HTTP_ADR"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_source() {
+        let e = load_str("", &[("SYSHOST_HTTP_ADDR", "localhost")]).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("http.addr") && text.contains("SYSHOST_HTTP_ADDR"),
+            "{text}"
+        );
+        let e = load_str("[http]\naddr = \"127.0.0.1:99999\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("invalid port"), "{e}");
+        let e = load_str("enable = \"user\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("'enable'"), "{e}");
+        let e = load_str("enable = [\"User!\"]\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("not a system id"), "{e}");
+        let e = load_str("", &[("SYSHOST_ENABLE", " , ")]).unwrap_err();
+        assert!(e.to_string().contains("at least one system"), "{e}");
+        let e = load_str("log = \"=[\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("'log'"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_in_file_follow_the_file() {
+        let table: toml::Table = "data_dir = \"data\"\nplugin_dirs = [\"p\", \"/abs\"]\n"
+            .parse()
+            .unwrap();
+        let c = Config::from_parts(
+            table,
+            Some(Path::new("/etc/syshost/syshost.toml")),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/syshost/data"));
+        assert_eq!(
+            c.plugin_dirs,
+            vec![PathBuf::from("/etc/syshost/p"), PathBuf::from("/abs")]
+        );
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let e = Config::load(Some(Path::new("/nonexistent/syshost.toml")), env(&[])).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "enable = [").unwrap();
+        let e = Config::load(None, env(&[("SYSHOST_CONFIG", path.to_str().unwrap())])).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    }
+}

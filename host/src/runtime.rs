@@ -1,0 +1,899 @@
+//! The running host: activation, call dispatch, authorization, events,
+//! shutdown. This is the library integrators embed; the CLI is a thin layer
+//! over it.
+//!
+//! Invariants:
+//! * a plugin is activated only after every hard requirement is active, and
+//!   deactivated in reverse activation order;
+//! * a plugin that fails (error or panic) is `failed`, its hard dependents
+//!   `blocked`; nothing else is affected;
+//! * every call goes through [`HostInner::dispatch`], which checks that the
+//!   operation is declared and that the caller satisfies its access rule
+//!   before the plugin runs;
+//! * events published during a call are delivered after the outermost call
+//!   returns, so subscribers observe the write that caused them.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::RString;
+use serde::{de::DeserializeOwned, Serialize};
+use syshost_plugin_api::abi::{HostObj_TO, PluginBox};
+use syshost_plugin_api::{
+    codes, Access, CallContext, Event, Manifest, OperationDecl, PluginError, Subject,
+};
+use thiserror::Error;
+
+use crate::discovery::{discover, discover_files, Discovery, DiscoveryError};
+use crate::mail::{Mailer, OutboxMailer};
+use crate::resolver::{self, Outcome, Plan, Reason};
+use crate::services::PluginServices;
+use crate::store::{SledStore, Store, StoreError};
+
+/// The deepest chain of nested cross-plugin calls allowed.
+const MAX_CALL_DEPTH: usize = 32;
+/// The most events one outermost call may cause (guards against loops).
+const MAX_EVENTS_PER_CALL: usize = 10_000;
+
+/// Milliseconds since the Unix epoch from the system clock.
+pub fn system_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Errors building or driving the host.
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A system could not be activated.
+    #[error("cannot activate '{id}': {reason}")]
+    Activation {
+        /// The requested system.
+        id: String,
+        /// Why (resolution failure, failed or blocked).
+        reason: String,
+    },
+}
+
+/// Lifecycle state of a discovered system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemState {
+    /// Activated and serving calls.
+    Active,
+    /// Discovered but not requested by anything.
+    Available,
+    /// Resolution or activation failed (or it panicked).
+    Failed,
+    /// A hard requirement failed, so it was not activated.
+    Blocked,
+}
+
+/// One row of the systems listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SystemStatus {
+    /// Plugin id.
+    pub id: String,
+    /// Plugin version.
+    pub version: String,
+    /// Lifecycle state.
+    pub state: SystemState,
+    /// Activation index (0-based) when active.
+    pub order: Option<usize>,
+    /// `enabled`, `required by <id>`, `wanted by <id>`, or the error.
+    pub reason: String,
+    /// The library file.
+    pub path: PathBuf,
+}
+
+/// Builds a [`Host`].
+#[derive(Default)]
+pub struct HostBuilder {
+    data_dir: Option<PathBuf>,
+    plugin_dirs: Vec<PathBuf>,
+    plugin_files: Vec<PathBuf>,
+    temporary_store: bool,
+    mailer: Option<Arc<dyn Mailer>>,
+    clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
+}
+
+impl HostBuilder {
+    /// Uses `dir` for the store and other state (created if missing).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a directory to scan for plugin libraries.
+    pub fn plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.plugin_dirs.push(dir.into());
+        self
+    }
+
+    /// Adds several plugin directories.
+    pub fn plugin_dirs(mut self, dirs: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.plugin_dirs.extend(dirs);
+        self
+    }
+
+    /// Adds one plugin library file (in addition to the directories).
+    pub fn plugin_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.plugin_files.push(file.into());
+        self
+    }
+
+    /// Uses a throwaway in-memory store instead of a data directory.
+    pub fn temporary_store(mut self) -> Self {
+        self.temporary_store = true;
+        self
+    }
+
+    /// Replaces the default outbox mailer.
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
+    /// Replaces the system clock (milliseconds since the Unix epoch).
+    pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Opens the store and discovers plugins. Nothing is activated yet.
+    pub fn build(self) -> Result<Host, HostError> {
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./syshost-data"));
+        let store: Arc<dyn Store> = if self.temporary_store {
+            Arc::new(SledStore::temporary()?)
+        } else {
+            Arc::new(SledStore::open(&data_dir)?)
+        };
+        let mailer = self
+            .mailer
+            .unwrap_or_else(|| Arc::new(OutboxMailer::new(data_dir.join("outbox"))));
+        let mut discovery = discover(&self.plugin_dirs);
+        if !self.plugin_files.is_empty() {
+            let extra = discover_files(&self.plugin_files);
+            merge_discovery(&mut discovery, extra);
+        }
+        for e in &discovery.errors {
+            tracing::warn!("{e}");
+        }
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                store,
+                mailer,
+                clock: self.clock,
+                data_dir,
+                discovery,
+                state: Mutex::new(State::default()),
+                active: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+fn merge_discovery(into: &mut Discovery, extra: Discovery) {
+    into.errors.extend(extra.errors);
+    for (id, plugin) in extra.plugins {
+        match into.plugins.remove(&id) {
+            Some(existing) => into.errors.push(DiscoveryError::DuplicateId {
+                id,
+                paths: vec![existing.path, plugin.path],
+            }),
+            None => {
+                into.plugins.insert(id, plugin);
+            }
+        }
+    }
+}
+
+/// A running plugin.
+pub(crate) struct ActivePlugin {
+    pub(crate) manifest: Arc<Manifest>,
+    object: PluginBox,
+    operations: HashMap<String, OperationDecl>,
+}
+
+#[derive(Default)]
+struct State {
+    records: BTreeMap<String, Record>,
+    order: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Record {
+    state: SystemState,
+    order: Option<usize>,
+    reason: String,
+}
+
+/// Shared host internals (plugins hold a weak reference through their services).
+pub(crate) struct HostInner {
+    store: Arc<dyn Store>,
+    pub(crate) mailer: Arc<dyn Mailer>,
+    clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
+    data_dir: PathBuf,
+    discovery: Discovery,
+    /// Lifecycle bookkeeping; held for the whole of an activation.
+    state: Mutex<State>,
+    /// Active plugins by id; read on every call.
+    active: RwLock<HashMap<String, Arc<ActivePlugin>>>,
+}
+
+/// One frame of the per-thread call stack.
+struct Frame {
+    plugin: String,
+    ctx: CallContext,
+}
+
+thread_local! {
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    static PENDING_EVENTS: RefCell<VecDeque<Event>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// The plugin and context of the call this thread is currently serving.
+pub(crate) fn current_frame() -> Option<(String, CallContext)> {
+    FRAMES.with(|f| {
+        f.borrow()
+            .last()
+            .map(|frame| (frame.plugin.clone(), frame.ctx.clone()))
+    })
+}
+
+/// Pops the frame pushed by [`enter`] even if the plugin call unwinds.
+struct FrameGuard;
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        FRAMES.with(|f| {
+            f.borrow_mut().pop();
+        });
+    }
+}
+
+fn enter(plugin: &str, ctx: &CallContext) -> Result<(FrameGuard, bool), PluginError> {
+    FRAMES.with(|f| {
+        let mut frames = f.borrow_mut();
+        if frames.len() >= MAX_CALL_DEPTH {
+            return Err(PluginError::internal(format!(
+                "cross-plugin calls nested deeper than {MAX_CALL_DEPTH} (a call loop?)"
+            )));
+        }
+        let outermost = frames.is_empty();
+        frames.push(Frame {
+            plugin: plugin.to_string(),
+            ctx: ctx.clone(),
+        });
+        Ok((FrameGuard, outermost))
+    })
+}
+
+impl HostInner {
+    pub(crate) fn now_unix_ms(&self) -> i64 {
+        match &self.clock {
+            Some(clock) => clock(),
+            None => system_now_ms(),
+        }
+    }
+
+    fn active_plugin(&self, id: &str) -> Result<Arc<ActivePlugin>, PluginError> {
+        let active = self
+            .active
+            .read()
+            .map_err(|_| PluginError::internal("host state lock poisoned"))?;
+        active.get(id).cloned().ok_or_else(|| {
+            let known = self.discovery.plugins.contains_key(id);
+            PluginError::new(
+                codes::UNAVAILABLE,
+                if known {
+                    format!("system '{id}' is not active")
+                } else {
+                    format!("no system '{id}' is installed")
+                },
+            )
+        })
+    }
+
+    /// Routes one call: existence, declared operation, access rule, then the plugin.
+    pub(crate) fn dispatch(
+        &self,
+        target: &str,
+        operation: &str,
+        payload: &str,
+        ctx: &CallContext,
+    ) -> Result<String, PluginError> {
+        let plugin = self.active_plugin(target)?;
+        let Some(decl) = plugin.operations.get(operation) else {
+            return Err(PluginError::new(
+                codes::UNKNOWN_OPERATION,
+                format!("system '{target}' has no operation '{operation}'"),
+            ));
+        };
+        authorize(&decl.access, &ctx.subject)?;
+        let ctx_json = serde_json::to_string(ctx)?;
+        let (guard, outermost) = enter(target, ctx)?;
+        let result = plugin
+            .object
+            .call(operation.into(), payload.into(), ctx_json.as_str().into())
+            .into_result()
+            .map(RString::into_string)
+            .map_err(PluginError::from);
+        drop(guard);
+        if let Err(e) = &result {
+            if e.is(codes::PLUGIN_PANICKED) {
+                tracing::error!(plugin = target, operation, "{}", e.message);
+            }
+        }
+        if outermost {
+            self.deliver_pending_events();
+        }
+        result
+    }
+
+    /// Queues an event; it is delivered when the outermost call returns (or
+    /// at once when no call is in progress on this thread).
+    pub(crate) fn publish(&self, event: Event) {
+        PENDING_EVENTS.with(|q| q.borrow_mut().push_back(event));
+        let idle = FRAMES.with(|f| f.borrow().is_empty());
+        if idle {
+            self.deliver_pending_events();
+        }
+    }
+
+    fn deliver_pending_events(&self) {
+        let mut delivered = 0usize;
+        loop {
+            let Some(event) = PENDING_EVENTS.with(|q| q.borrow_mut().pop_front()) else {
+                break;
+            };
+            delivered += 1;
+            if delivered > MAX_EVENTS_PER_CALL {
+                let dropped = PENDING_EVENTS.with(|q| {
+                    let mut q = q.borrow_mut();
+                    let n = q.len();
+                    q.clear();
+                    n
+                });
+                tracing::error!(
+                    dropped = dropped + 1,
+                    "more than {MAX_EVENTS_PER_CALL} events caused by one call; dropping the rest (event loop between plugins?)"
+                );
+                break;
+            }
+            let subscribers: Vec<(String, Arc<ActivePlugin>)> = match self.active.read() {
+                Ok(active) => active
+                    .iter()
+                    .filter(|(_, p)| p.manifest.is_subscribed(&event.topic))
+                    .map(|(id, p)| (id.clone(), p.clone()))
+                    .collect(),
+                Err(_) => return,
+            };
+            let mut subscribers = subscribers;
+            subscribers.sort_by(|a, b| a.0.cmp(&b.0));
+            let json = match serde_json::to_string(&event) {
+                Ok(j) => j,
+                Err(_) => continue,
+            };
+            for (id, plugin) in subscribers {
+                let ctx = CallContext::system();
+                let Ok((guard, _)) = enter(&id, &ctx) else {
+                    continue;
+                };
+                let result = plugin.object.on_event(json.as_str().into()).into_result();
+                drop(guard);
+                if let Err(e) = result {
+                    let e = PluginError::from(e);
+                    tracing::warn!(plugin = %id, topic = %event.topic, "event handler failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Checks a caller against an operation's access rule.
+pub fn authorize(access: &Access, subject: &Subject) -> Result<(), PluginError> {
+    let denied = |what: &str| {
+        if subject.is_authenticated() {
+            Err(PluginError::permission_denied(what))
+        } else {
+            Err(PluginError::unauthenticated(format!(
+                "log in first: this operation requires '{what}'"
+            ))
+            .with_details(serde_json::json!({ "permission": what })))
+        }
+    };
+    match access {
+        Access::Public => Ok(()),
+        Access::Authenticated => {
+            if subject.is_authenticated() {
+                Ok(())
+            } else {
+                Err(PluginError::unauthenticated("log in first"))
+            }
+        }
+        Access::Permission(p) => {
+            if subject.has_permission(p) {
+                Ok(())
+            } else {
+                denied(p)
+            }
+        }
+        Access::SelfOrPermission(p) => {
+            if subject.is_authenticated() {
+                Ok(())
+            } else {
+                denied(p)
+            }
+        }
+        Access::System => {
+            if subject.is_internal() {
+                Ok(())
+            } else {
+                Err(PluginError::permission_denied("system"))
+            }
+        }
+    }
+}
+
+/// The embeddable host. Cheap to clone; all clones share one runtime state.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+/// The outcome of one activation request.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationReport {
+    /// Systems activated by this request, in order, with their reason.
+    pub activated: Vec<(String, String)>,
+    /// Systems that failed, with the error.
+    pub failed: Vec<(String, String)>,
+    /// Systems blocked by a failed requirement, with the blocker.
+    pub blocked: Vec<(String, String)>,
+    /// Resolution problems (unknown systems, missing dependencies, cycles).
+    pub problems: Vec<String>,
+    /// Non-fatal notes (for example a wanted plugin that is missing).
+    pub warnings: Vec<String>,
+}
+
+impl ActivationReport {
+    /// Whether everything requested is active.
+    pub fn is_ok(&self) -> bool {
+        self.failed.is_empty() && self.blocked.is_empty() && self.problems.is_empty()
+    }
+}
+
+impl Host {
+    /// Starts building a host.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// What discovery found (plugins and per-file errors).
+    pub fn discovery(&self) -> &Discovery {
+        &self.inner.discovery
+    }
+
+    /// Activates `id` and everything it requires (plus present wants), in
+    /// dependency order, and returns a handle to call it. Activating an
+    /// already active system is a no-op returning an equivalent handle.
+    pub fn activate(&self, id: &str) -> Result<SystemHandle, HostError> {
+        if self.is_active(id) {
+            return Ok(self.handle(id));
+        }
+        let report = self.activate_all(&[id.to_string()]);
+        if self.is_active(id) {
+            return Ok(self.handle(id));
+        }
+        let reason = report
+            .failed
+            .iter()
+            .find(|(f, _)| f == id)
+            .map(|(_, r)| r.clone())
+            .or_else(|| {
+                report
+                    .blocked
+                    .iter()
+                    .find(|(b, _)| b == id)
+                    .map(|(_, by)| format!("blocked because '{by}' failed"))
+            })
+            .or_else(|| report.problems.first().cloned())
+            .unwrap_or_else(|| "it could not be activated".to_string());
+        Err(HostError::Activation {
+            id: id.to_string(),
+            reason,
+        })
+    }
+
+    /// Activates every system in `enabled` with its requirements and reports
+    /// what happened. Failures never stop unrelated systems.
+    pub fn activate_all(&self, enabled: &[String]) -> ActivationReport {
+        let mut state = match self.inner.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let candidates = self.inner.discovery.candidates();
+        let plan = resolver::resolve(&candidates, enabled);
+        let mut report = ActivationReport {
+            problems: plan.problems.iter().map(ToString::to_string).collect(),
+            warnings: plan
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {}", w.plugin, w.message))
+                .collect(),
+            ..Default::default()
+        };
+        // Record resolution outcomes for plugins that will not be activated.
+        for (id, outcome) in &plan.outcomes {
+            if self.is_active(id) {
+                continue;
+            }
+            match outcome {
+                Outcome::Failed(e) => {
+                    set_record(&mut state, id, SystemState::Failed, None, e.to_string());
+                    report.failed.push((id.clone(), e.to_string()));
+                }
+                Outcome::Blocked { by } => {
+                    set_record(
+                        &mut state,
+                        id,
+                        SystemState::Blocked,
+                        None,
+                        format!("blocked: requires '{by}', which failed"),
+                    );
+                    report.blocked.push((id.clone(), by.clone()));
+                }
+                Outcome::Planned { .. } => {}
+            }
+        }
+        let mut failed_now: Vec<String> = Vec::new();
+        for id in &plan.order {
+            if self.is_active(id) {
+                if enabled.contains(id) {
+                    if let Some(r) = state.records.get_mut(id) {
+                        r.reason = Reason::Enabled.to_string();
+                    }
+                }
+                continue;
+            }
+            if let Some(by) = failed_now
+                .iter()
+                .find(|f| plan.dependents_of(f).contains(id))
+            {
+                set_record(
+                    &mut state,
+                    id,
+                    SystemState::Blocked,
+                    None,
+                    format!("blocked: requires '{by}', which failed"),
+                );
+                report.blocked.push((id.clone(), by.clone()));
+                continue;
+            }
+            let reason = plan
+                .reasons
+                .get(id)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "enabled".into());
+            match self.instantiate(id) {
+                Ok(plugin) => {
+                    let order = state.order.len();
+                    state.order.push(id.clone());
+                    set_record(
+                        &mut state,
+                        id,
+                        SystemState::Active,
+                        Some(order),
+                        reason.clone(),
+                    );
+                    if let Ok(mut active) = self.inner.active.write() {
+                        active.insert(id.clone(), plugin);
+                    }
+                    tracing::debug!(system = %id, %reason, "activated");
+                    report.activated.push((id.clone(), reason));
+                    // Events published while activating are delivered now
+                    // that the plugin is registered.
+                    self.inner.deliver_pending_events();
+                }
+                Err(e) => {
+                    tracing::error!(system = %id, "activation failed: {e}");
+                    set_record(&mut state, id, SystemState::Failed, None, e.to_string());
+                    report.failed.push((id.clone(), e.to_string()));
+                    failed_now.push(id.clone());
+                }
+            }
+        }
+        report
+    }
+
+    fn instantiate(&self, id: &str) -> Result<Arc<ActivePlugin>, PluginError> {
+        let plugin = self
+            .inner
+            .discovery
+            .plugins
+            .get(id)
+            .ok_or_else(|| PluginError::not_found(format!("no system '{id}' is installed")))?;
+        let manifest = plugin.manifest.clone();
+        self.check_operation_permissions(&manifest)?;
+        let namespace = self
+            .inner
+            .store
+            .plugin_namespace(id)
+            .map_err(|e| PluginError::storage(e.to_string()))?;
+        let services = PluginServices {
+            plugin_id: id.to_string(),
+            namespace,
+            allowed_targets: manifest
+                .declared_dependencies()
+                .map(str::to_string)
+                .collect(),
+            host: Arc::downgrade(&self.inner),
+        };
+        let host_box = HostObj_TO::from_value(services, TD_Opaque);
+        let ctx = CallContext::system();
+        let (guard, _) = enter(id, &ctx)?;
+        let instantiate = plugin.module.instantiate();
+        let object = instantiate(host_box)
+            .into_result()
+            .map_err(PluginError::from);
+        drop(guard);
+        let object = object.map_err(|e| {
+            PluginError::new(e.code.clone(), format!("activation failed: {}", e.message))
+        })?;
+        let operations = manifest
+            .operations
+            .iter()
+            .map(|op| (op.name.clone(), op.clone()))
+            .collect();
+        Ok(Arc::new(ActivePlugin {
+            manifest: Arc::new(manifest),
+            object,
+            operations,
+        }))
+    }
+
+    /// Every permission an operation requires must be declared by the plugin
+    /// itself or by one of its (transitive) hard requirements.
+    fn check_operation_permissions(&self, manifest: &Manifest) -> Result<(), PluginError> {
+        let mut declared: std::collections::BTreeSet<String> =
+            manifest.permissions.iter().map(|p| p.id.clone()).collect();
+        let mut stack: Vec<&str> = manifest.requires.iter().map(|d| d.id.as_str()).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(dep) = stack.pop() {
+            if !seen.insert(dep.to_string()) {
+                continue;
+            }
+            if let Some(p) = self.inner.discovery.plugins.get(dep) {
+                declared.extend(p.manifest.permissions.iter().map(|p| p.id.clone()));
+                stack.extend(p.manifest.requires.iter().map(|d| d.id.as_str()));
+            }
+        }
+        for op in &manifest.operations {
+            if let Some(p) = op.access.permission_id() {
+                if !declared.contains(p) {
+                    return Err(PluginError::invalid(format!(
+                        "operation '{}' requires permission '{p}', which neither this plugin nor its requirements declare",
+                        op.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `id` is active.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.inner
+            .active
+            .read()
+            .map(|a| a.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    fn handle(&self, id: &str) -> SystemHandle {
+        SystemHandle {
+            host: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// A handle to an active system.
+    pub fn system(&self, id: &str) -> Option<SystemHandle> {
+        self.is_active(id).then(|| self.handle(id))
+    }
+
+    /// Active systems in activation order.
+    pub fn active_systems(&self) -> Vec<String> {
+        match self.inner.state.lock() {
+            Ok(s) => s.order.clone(),
+            Err(p) => p.into_inner().order.clone(),
+        }
+    }
+
+    /// The manifest of a discovered system.
+    pub fn manifest(&self, id: &str) -> Option<Manifest> {
+        self.inner
+            .discovery
+            .plugins
+            .get(id)
+            .map(|p| p.manifest.clone())
+    }
+
+    /// Every discovered system with its state: active ones in activation
+    /// order first, then the rest by id.
+    pub fn systems(&self) -> Vec<SystemStatus> {
+        let state = match self.inner.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        let mut rows: Vec<SystemStatus> = self
+            .inner
+            .discovery
+            .plugins
+            .values()
+            .map(|p| {
+                let record = state
+                    .records
+                    .get(&p.manifest.id)
+                    .cloned()
+                    .unwrap_or(Record {
+                        state: SystemState::Available,
+                        order: None,
+                        reason: "not requested".to_string(),
+                    });
+                SystemStatus {
+                    id: p.manifest.id.clone(),
+                    version: p.manifest.version.clone(),
+                    state: record.state,
+                    order: record.order,
+                    reason: record.reason,
+                    path: p.path.clone(),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| match (a.order, b.order) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.id.cmp(&b.id),
+        });
+        rows
+    }
+
+    /// Calls `operation` of system `id` with a raw JSON payload.
+    pub fn call_raw(
+        &self,
+        id: &str,
+        operation: &str,
+        payload: &str,
+        ctx: &CallContext,
+    ) -> Result<String, PluginError> {
+        self.inner.dispatch(id, operation, payload, ctx)
+    }
+
+    /// Deactivates every active system in reverse activation order and
+    /// flushes the store. Returns the shutdown errors (already logged).
+    pub fn shutdown(&self) -> Vec<(String, PluginError)> {
+        let mut errors = Vec::new();
+        let order = {
+            let mut state = match self.inner.state.lock() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            let order = std::mem::take(&mut state.order);
+            for id in &order {
+                if let Some(r) = state.records.get_mut(id) {
+                    r.state = SystemState::Available;
+                    r.order = None;
+                    r.reason = "shut down".into();
+                }
+            }
+            order
+        };
+        for id in order.iter().rev() {
+            let plugin = match self.inner.active.write() {
+                Ok(mut active) => active.remove(id),
+                Err(_) => None,
+            };
+            if let Some(plugin) = plugin {
+                let ctx = CallContext::system();
+                let guard = enter(id, &ctx);
+                let result = plugin.object.shutdown().into_result();
+                drop(guard);
+                if let Err(e) = result {
+                    let e = PluginError::from(e);
+                    tracing::warn!(system = %id, "shutdown failed: {e}");
+                    errors.push((id.clone(), e));
+                }
+                tracing::debug!(system = %id, "deactivated");
+            }
+        }
+        if let Err(e) = self.inner.store.flush() {
+            tracing::error!("flushing the store failed: {e}");
+            errors.push(("host".into(), PluginError::storage(e.to_string())));
+        }
+        errors
+    }
+
+    /// Flushes the store to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.store.flush()
+    }
+
+    /// The resolver plan for `enabled` without activating anything.
+    pub fn plan(&self, enabled: &[String]) -> Plan {
+        resolver::resolve(&self.inner.discovery.candidates(), enabled)
+    }
+}
+
+fn set_record(state: &mut State, id: &str, s: SystemState, order: Option<usize>, reason: String) {
+    state.records.insert(
+        id.to_string(),
+        Record {
+            state: s,
+            order,
+            reason,
+        },
+    );
+}
+
+/// A handle to one active system.
+#[derive(Clone)]
+pub struct SystemHandle {
+    host: Host,
+    id: String,
+}
+
+impl SystemHandle {
+    /// The system id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Calls an operation as the host itself (subject `system`), with typed
+    /// request and response.
+    pub fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        operation: &str,
+        request: &Req,
+    ) -> Result<Resp, PluginError> {
+        self.call_as(&CallContext::system(), operation, request)
+    }
+
+    /// Calls an operation on behalf of the subject in `ctx`.
+    pub fn call_as<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        ctx: &CallContext,
+        operation: &str,
+        request: &Req,
+    ) -> Result<Resp, PluginError> {
+        let payload = serde_json::to_string(request)?;
+        let out = self.host.call_raw(&self.id, operation, &payload, ctx)?;
+        serde_json::from_str(&out).map_err(|e| {
+            PluginError::internal(format!(
+                "response of {}.{operation} did not match the expected type: {e}",
+                self.id
+            ))
+        })
+    }
+
+    /// The system's manifest.
+    pub fn manifest(&self) -> Option<Manifest> {
+        self.host.manifest(&self.id)
+    }
+}

@@ -1,0 +1,183 @@
+//! JSON contracts that accompany calls: who is calling, events, mail.
+//!
+//! All of these cross the ABI as JSON; every field that may be added later
+//! has a serde default so older and newer plugins understand each other.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// Who a call is made by, as the host established it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Subject {
+    /// The host itself or an offline CLI command: allowed everything.
+    System,
+    /// Another plugin acting as itself (it declared the dependency).
+    Plugin {
+        /// The calling plugin's id.
+        id: String,
+    },
+    /// No session: holds only the permissions configured for anonymous users.
+    Anonymous {
+        /// Effective permissions of anonymous callers.
+        #[serde(default)]
+        permissions: BTreeSet<String>,
+    },
+    /// An authenticated user.
+    User(UserSubject),
+}
+
+impl Default for Subject {
+    fn default() -> Self {
+        Subject::Anonymous {
+            permissions: BTreeSet::new(),
+        }
+    }
+}
+
+/// An authenticated user as resolved by the host for one call.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UserSubject {
+    /// The user's id.
+    pub id: String,
+    /// Login email, if known.
+    #[serde(default)]
+    pub email: String,
+    /// Effective permissions (direct grants ∪ role permissions).
+    #[serde(default)]
+    pub permissions: BTreeSet<String>,
+    /// Role ids held.
+    #[serde(default)]
+    pub roles: BTreeSet<String>,
+    /// Group ids the user belongs to.
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+    /// License ids assigned.
+    #[serde(default)]
+    pub licenses: BTreeSet<String>,
+    /// The session this call came through, if any.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// The account must change its password before anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
+}
+
+impl Subject {
+    /// Whether this subject holds `permission`. The system and plugins hold all.
+    pub fn has_permission(&self, permission: &str) -> bool {
+        match self {
+            Subject::System | Subject::Plugin { .. } => true,
+            Subject::Anonymous { permissions } => permissions.contains(permission),
+            Subject::User(u) => u.permissions.contains(permission),
+        }
+    }
+
+    /// Whether this subject is an authenticated user, the system or a plugin.
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self, Subject::Anonymous { .. })
+    }
+
+    /// Whether this is the host itself or a plugin (trusted internal caller).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Subject::System | Subject::Plugin { .. })
+    }
+
+    /// The user id, when the subject is a user.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Subject::User(u) => Some(&u.id),
+            _ => None,
+        }
+    }
+
+    /// A short label for logs: `system`, `plugin:role`, `anonymous`, `user:<id>`.
+    pub fn label(&self) -> String {
+        match self {
+            Subject::System => "system".into(),
+            Subject::Plugin { id } => format!("plugin:{id}"),
+            Subject::Anonymous { .. } => "anonymous".into(),
+            Subject::User(u) => format!("user:{}", u.id),
+        }
+    }
+}
+
+/// Everything a plugin knows about the call it is serving.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CallContext {
+    /// Who is calling.
+    #[serde(default)]
+    pub subject: Subject,
+    /// The plugin that forwarded this call, when it is a cross-plugin call.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// Correlation id of the originating request, for logs.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Network address of the originating client, when known.
+    #[serde(default)]
+    pub client_addr: Option<String>,
+}
+
+impl CallContext {
+    /// A context for the host itself.
+    pub fn system() -> Self {
+        CallContext {
+            subject: Subject::System,
+            ..Default::default()
+        }
+    }
+
+    /// A context for `subject`.
+    pub fn for_subject(subject: Subject) -> Self {
+        CallContext {
+            subject,
+            ..Default::default()
+        }
+    }
+}
+
+/// An event published by a plugin after a change it made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Topic, always `<publisher id>.<name>`, for example `role.deleted`.
+    pub topic: String,
+    /// The publishing plugin's id.
+    pub source: String,
+    /// Event data.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// When it was published (ms since the Unix epoch).
+    #[serde(default)]
+    pub at_unix_ms: i64,
+}
+
+impl Event {
+    /// Decodes the payload into a typed struct.
+    pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::PluginError> {
+        serde_json::from_value(self.payload.clone()).map_err(|e| {
+            crate::PluginError::invalid(format!(
+                "event {} has an unexpected payload: {e}",
+                self.topic
+            ))
+        })
+    }
+}
+
+/// A mail to deliver through the host's mailer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Mail {
+    /// Recipient addresses.
+    pub to: Vec<String>,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// Optional HTML body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// A tag naming the kind of mail (`verify_email`, `password_reset`, …), for logs and tests.
+    #[serde(default)]
+    pub kind: String,
+}

@@ -1,0 +1,146 @@
+//! The glue [`export_plugin!`](crate::export_plugin) generates: the root
+//! module, and an adapter that turns a [`Plugin`] into the FFI plugin object.
+//!
+//! Every entry point runs inside `catch_unwind`. `abi_stable` aborts the whole
+//! process when a panic crosses the FFI boundary, so catching here is what
+//! keeps one faulty plugin from taking the host down: a panic becomes an
+//! `AbiError` with code `plugin_panicked`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use abi_stable::{
+    prefix_type::PrefixTypeTrait,
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RStr, RString},
+};
+
+use crate::abi::{AbiError, HostBox, PluginBox, PluginMod, PluginModRef, PluginObj, PluginObj_TO};
+use crate::{codes, CallContext, Event, Host, Operations, Plugin, PluginError};
+
+/// Runs `f`, converting both errors and panics into an [`AbiError`].
+fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, AbiError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(panic) => RResult::RErr(
+            PluginError::new(
+                codes::PLUGIN_PANICKED,
+                format!("plugin panicked in {what}: {}", panic_message(&*panic)),
+            )
+            .into(),
+        ),
+    }
+}
+
+/// Extracts the message of a panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// The manifest of `P` as JSON, with its operations and api version filled in.
+pub fn manifest_json<P: Plugin>() -> RResult<RString, AbiError> {
+    guard("manifest", || {
+        let mut manifest = P::manifest();
+        manifest.operations = P::operations().declarations().to_vec();
+        manifest.api_version = crate::abi::API_VERSION.to_string();
+        Ok(RString::from(serde_json::to_string(&manifest)?))
+    })
+}
+
+/// Activates `P` with the given host services and boxes it for the host.
+pub fn instantiate<P: Plugin>(host: HostBox) -> RResult<PluginBox, AbiError> {
+    guard("activate", || {
+        let operations = P::operations();
+        let plugin = P::activate(Host::from_abi(host))?;
+        Ok(PluginObj_TO::from_value(
+            Adapter { plugin, operations },
+            TD_Opaque,
+        ))
+    })
+}
+
+/// Builds the root module from the two entry points.
+pub fn root_module(
+    manifest: extern "C" fn() -> RResult<RString, AbiError>,
+    instantiate: extern "C" fn(HostBox) -> RResult<PluginBox, AbiError>,
+) -> PluginModRef {
+    PluginMod {
+        manifest,
+        instantiate,
+    }
+    .leak_into_prefix()
+}
+
+/// Wraps a [`Plugin`] as the FFI plugin object.
+struct Adapter<P: Plugin> {
+    plugin: P,
+    operations: Operations<P>,
+}
+
+impl<P: Plugin> PluginObj for Adapter<P> {
+    fn call(
+        &self,
+        operation: RStr<'_>,
+        payload: RStr<'_>,
+        context: RStr<'_>,
+    ) -> RResult<RString, AbiError> {
+        let op = operation.as_str();
+        guard(&format!("operation '{op}'"), || {
+            let ctx: CallContext = serde_json::from_str(context.as_str()).map_err(|e| {
+                PluginError::internal(format!("host sent an unreadable call context: {e}"))
+            })?;
+            self.operations
+                .dispatch(&self.plugin, op, payload.as_str(), &ctx)
+                .map(RString::from)
+        })
+    }
+
+    fn on_event(&self, event: RStr<'_>) -> RResult<(), AbiError> {
+        guard("on_event", || {
+            let event: Event = serde_json::from_str(event.as_str()).map_err(|e| {
+                PluginError::internal(format!("host sent an unreadable event: {e}"))
+            })?;
+            self.plugin.on_event(&event)
+        })
+    }
+
+    fn shutdown(&self) -> RResult<(), AbiError> {
+        guard("shutdown", || self.plugin.shutdown())
+    }
+}
+
+/// Exports a [`Plugin`] type as a syshost plugin library.
+///
+/// Put this once in the crate root of a `cdylib` crate:
+///
+/// ```ignore
+/// syshost_plugin_api::export_plugin!(MyPlugin);
+/// ```
+///
+/// It generates the `abi_stable` root module (`manifest` + `instantiate`)
+/// and wraps every entry point in `catch_unwind`, so a panic in plugin code
+/// becomes a `plugin_panicked` error instead of aborting the host.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[$crate::__private::abi_stable::export_root_module]
+        pub fn syshost_plugin_root_module() -> $crate::abi::PluginModRef {
+            extern "C" fn manifest(
+            ) -> $crate::__private::RResult<$crate::__private::RString, $crate::abi::AbiError> {
+                $crate::__private::manifest_json::<$plugin>()
+            }
+            extern "C" fn instantiate(
+                host: $crate::abi::HostBox,
+            ) -> $crate::__private::RResult<$crate::abi::PluginBox, $crate::abi::AbiError> {
+                $crate::__private::instantiate::<$plugin>(host)
+            }
+            $crate::__private::root_module(manifest, instantiate)
+        }
+    };
+}

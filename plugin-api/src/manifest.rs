@@ -1,0 +1,303 @@
+//! The plugin manifest: identity, dependencies, permissions, operations.
+//!
+//! The manifest crosses the ABI as JSON, so new fields are added with serde
+//! defaults and old plugins keep loading. The host validates it on discovery
+//! (id and permission-id patterns, semver version and ranges, unique names).
+
+use serde::{Deserialize, Serialize};
+
+/// What a plugin is and what it needs. Build one with [`Manifest::new`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Plugin id: `^[a-z][a-z0-9_]*$`, for example `user`.
+    pub id: String,
+    /// Semver version of the plugin, for example `0.1.0`.
+    pub version: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub name: String,
+    /// One-paragraph description.
+    #[serde(default)]
+    pub description: String,
+    /// The plugin-api version the library was built against (set by
+    /// [`export_plugin!`](crate::export_plugin)).
+    #[serde(default)]
+    pub api_version: String,
+    /// Hard dependencies: activated first; missing or incompatible ones fail this plugin.
+    #[serde(default)]
+    pub requires: Vec<Dependency>,
+    /// Soft dependencies: activated if present, never ordering or cycle sources.
+    #[serde(default)]
+    pub wants: Vec<Dependency>,
+    /// Permissions this plugin defines.
+    #[serde(default)]
+    pub permissions: Vec<PermissionDecl>,
+    /// Operations this plugin serves (filled from [`Operations`](crate::Operations)).
+    #[serde(default)]
+    pub operations: Vec<OperationDecl>,
+    /// Event topic patterns delivered to this plugin: an exact topic, a
+    /// prefix ending in `.*` (for example `role.*`), or `*` for all.
+    #[serde(default)]
+    pub subscribes: Vec<String>,
+}
+
+/// A dependency on another plugin by id and semver range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    /// The other plugin's id.
+    pub id: String,
+    /// Semver range, for example `^0.1` (cargo syntax; a bare `0.1` means `^0.1`).
+    pub version: String,
+}
+
+/// A permission a plugin defines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionDecl {
+    /// Id matching `^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$`, for example `user.manage`.
+    pub id: String,
+    /// Short human name.
+    pub name: String,
+    /// What holding it allows.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Who may call an operation. The host enforces it before the plugin runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Anyone, including anonymous callers.
+    Public,
+    /// Any authenticated user (and the system).
+    Authenticated,
+    /// Callers holding this permission.
+    Permission(String),
+    /// Any authenticated user acting on their own data, or holders of the
+    /// permission for anyone's; the plugin performs the "own data" check.
+    SelfOrPermission(String),
+    /// Only the host itself and other plugins (never end users).
+    System,
+}
+
+impl Access {
+    /// Shorthand for [`Access::Permission`].
+    pub fn permission(id: impl Into<String>) -> Self {
+        Access::Permission(id.into())
+    }
+
+    /// Shorthand for [`Access::SelfOrPermission`].
+    pub fn self_or_permission(id: impl Into<String>) -> Self {
+        Access::SelfOrPermission(id.into())
+    }
+
+    /// The permission this access rule names, if any.
+    pub fn permission_id(&self) -> Option<&str> {
+        match self {
+            Access::Permission(p) | Access::SelfOrPermission(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// A declared operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationDecl {
+    /// Operation name, `^[a-z][a-z0-9_]*$`, unique within the plugin.
+    pub name: String,
+    /// Who may call it.
+    pub access: Access,
+    /// One-line description.
+    #[serde(default)]
+    pub doc: String,
+    /// Whether the operation changes state (frontends use it to pick HTTP
+    /// methods and CSRF rules). Defaults to `true`, the safe assumption.
+    #[serde(default = "default_true")]
+    pub mutates: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Manifest {
+    /// A manifest for plugin `id` at `version` (usually `env!("CARGO_PKG_VERSION")`).
+    pub fn new(id: impl Into<String>, version: impl Into<String>) -> Self {
+        Manifest {
+            id: id.into(),
+            version: version.into(),
+            name: String::new(),
+            description: String::new(),
+            api_version: String::new(),
+            requires: Vec::new(),
+            wants: Vec::new(),
+            permissions: Vec::new(),
+            operations: Vec::new(),
+            subscribes: Vec::new(),
+        }
+    }
+
+    /// Sets the human-readable name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the description.
+    pub fn describe(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// Adds a hard dependency on plugin `id` within semver range `version`.
+    pub fn requires(mut self, id: impl Into<String>, version: impl Into<String>) -> Self {
+        self.requires.push(Dependency {
+            id: id.into(),
+            version: version.into(),
+        });
+        self
+    }
+
+    /// Adds a soft dependency on plugin `id` within semver range `version`.
+    pub fn wants(mut self, id: impl Into<String>, version: impl Into<String>) -> Self {
+        self.wants.push(Dependency {
+            id: id.into(),
+            version: version.into(),
+        });
+        self
+    }
+
+    /// Declares a permission.
+    pub fn permission(
+        mut self,
+        id: impl Into<String>,
+        name: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.permissions.push(PermissionDecl {
+            id: id.into(),
+            name: name.into(),
+            description: description.into(),
+        });
+        self
+    }
+
+    /// Subscribes to an event topic pattern (`role.deleted`, `role.*` or `*`).
+    pub fn subscribe(mut self, pattern: impl Into<String>) -> Self {
+        self.subscribes.push(pattern.into());
+        self
+    }
+
+    /// Whether `topic` matches one of this plugin's subscriptions.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.subscribes
+            .iter()
+            .any(|pattern| topic_matches(pattern, topic))
+    }
+
+    /// Finds a declared operation by name.
+    pub fn operation(&self, name: &str) -> Option<&OperationDecl> {
+        self.operations.iter().find(|op| op.name == name)
+    }
+
+    /// Every plugin id this plugin may call (`requires` and `wants`).
+    pub fn declared_dependencies(&self) -> impl Iterator<Item = &str> {
+        self.requires
+            .iter()
+            .chain(self.wants.iter())
+            .map(|d| d.id.as_str())
+    }
+}
+
+/// Whether an event `topic` matches a subscription `pattern`.
+pub fn topic_matches(pattern: &str, topic: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix(".*") {
+        Some(prefix) => topic
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.')),
+        None => pattern == topic,
+    }
+}
+
+/// Whether `id` is a valid plugin id or operation name: `^[a-z][a-z0-9_]*$`.
+pub fn is_valid_ident(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// Whether `id` is a valid permission id: `^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$`.
+pub fn is_valid_permission_id(id: &str) -> bool {
+    let mut parts = id.split('.');
+    let first_ok = parts.next().is_some_and(is_valid_ident);
+    let mut rest = 0;
+    let rest_ok = parts.all(|p| {
+        rest += 1;
+        !p.is_empty() && p.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+    });
+    first_ok && rest_ok && rest > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_ids() {
+        for ok in ["user.manage", "a.b", "user.self.read", "role.x_1", "a1.2"] {
+            assert!(is_valid_permission_id(ok), "{ok}");
+        }
+        for bad in [
+            "user",
+            "User.manage",
+            "user.",
+            ".user",
+            "user..x",
+            "1a.b",
+            "a.B",
+            "a-b.c",
+        ] {
+            assert!(!is_valid_permission_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn idents() {
+        assert!(is_valid_ident("user"));
+        assert!(is_valid_ident("audit_log2"));
+        assert!(!is_valid_ident(""));
+        assert!(!is_valid_ident("2fa"));
+        assert!(!is_valid_ident("user-x"));
+        assert!(!is_valid_ident("User"));
+    }
+
+    #[test]
+    fn topics() {
+        assert!(topic_matches("*", "role.deleted"));
+        assert!(topic_matches("role.*", "role.deleted"));
+        assert!(!topic_matches("role.*", "roles.deleted"));
+        assert!(!topic_matches("role.*", "role"));
+        assert!(topic_matches("role.deleted", "role.deleted"));
+        assert!(!topic_matches("role.deleted", "role.updated"));
+    }
+
+    #[test]
+    fn access_json_shape() {
+        let json = serde_json::to_string(&Access::permission("user.manage")).unwrap();
+        assert_eq!(json, r#"{"permission":"user.manage"}"#);
+        assert_eq!(
+            serde_json::to_string(&Access::Public).unwrap(),
+            r#""public""#
+        );
+        let back: Access = serde_json::from_str(r#"{"self_or_permission":"x.y"}"#).unwrap();
+        assert_eq!(back, Access::self_or_permission("x.y"));
+    }
+
+    #[test]
+    fn manifest_defaults_for_missing_fields() {
+        let m: Manifest = serde_json::from_str(r#"{"id":"x","version":"1.0.0"}"#).unwrap();
+        assert!(m.requires.is_empty() && m.operations.is_empty());
+    }
+}

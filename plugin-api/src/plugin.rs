@@ -1,0 +1,186 @@
+//! The trait plugin authors implement, and the typed operation table.
+
+use std::collections::BTreeMap;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::{Access, CallContext, Event, Host, Manifest, OperationDecl, PluginError};
+
+/// A system plugin, written as ordinary synchronous Rust.
+///
+/// Export it with [`export_plugin!`](crate::export_plugin). The host calls
+/// [`Plugin::activate`] once (after every hard dependency is active), then
+/// serves operations concurrently from several threads, delivers events to
+/// [`Plugin::on_event`], and finally calls [`Plugin::shutdown`].
+///
+/// Plugins must not start async runtimes or depend on tokio: the host owns
+/// the only runtime and runs every plugin call on a blocking thread.
+pub trait Plugin: Sized + Send + Sync + 'static {
+    /// Identity, dependencies, permissions and subscriptions. Operations are
+    /// added automatically from [`Plugin::operations`].
+    fn manifest() -> Manifest;
+
+    /// The operations this plugin serves, with their access rules.
+    fn operations() -> Operations<Self>;
+
+    /// Creates the running instance. Seed defaults here; return an error to
+    /// mark the plugin `failed` (its hard dependents become `blocked`).
+    fn activate(host: Host) -> Result<Self, PluginError>;
+
+    /// Receives events matching the manifest's subscriptions.
+    fn on_event(&self, _event: &Event) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Called once on host shutdown, in reverse activation order.
+    fn shutdown(&self) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+/// A request type for operations that take no input. Accepts `{}`, `null`
+/// or an empty body; rejects unknown fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoInput {}
+
+type Handler<P> =
+    Box<dyn Fn(&P, &str, &CallContext) -> Result<String, PluginError> + Send + Sync + 'static>;
+
+/// The operation table of a plugin: name → access rule, doc and typed handler.
+pub struct Operations<P> {
+    decls: Vec<OperationDecl>,
+    handlers: BTreeMap<String, Handler<P>>,
+}
+
+impl<P: Plugin> Default for Operations<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Plugin> Operations<P> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Operations {
+            decls: Vec::new(),
+            handlers: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a state-changing operation. The handler receives the decoded
+    /// request and the caller context and returns a serializable response.
+    pub fn op<Req, Resp, F>(self, name: &str, access: Access, doc: &str, handler: F) -> Self
+    where
+        Req: DeserializeOwned + 'static,
+        Resp: Serialize + 'static,
+        F: Fn(&P, Req, &CallContext) -> Result<Resp, PluginError> + Send + Sync + 'static,
+    {
+        self.add(name, access, doc, true, handler)
+    }
+
+    /// Adds a read-only operation (no state change; safe to retry).
+    pub fn query<Req, Resp, F>(self, name: &str, access: Access, doc: &str, handler: F) -> Self
+    where
+        Req: DeserializeOwned + 'static,
+        Resp: Serialize + 'static,
+        F: Fn(&P, Req, &CallContext) -> Result<Resp, PluginError> + Send + Sync + 'static,
+    {
+        self.add(name, access, doc, false, handler)
+    }
+
+    fn add<Req, Resp, F>(
+        mut self,
+        name: &str,
+        access: Access,
+        doc: &str,
+        mutates: bool,
+        handler: F,
+    ) -> Self
+    where
+        Req: DeserializeOwned + 'static,
+        Resp: Serialize + 'static,
+        F: Fn(&P, Req, &CallContext) -> Result<Resp, PluginError> + Send + Sync + 'static,
+    {
+        let op_name = name.to_string();
+        let wrapped = move |plugin: &P, payload: &str, ctx: &CallContext| {
+            let request: Req = decode_request(&op_name, payload)?;
+            let response = handler(plugin, request, ctx)?;
+            serde_json::to_string(&response).map_err(PluginError::from)
+        };
+        self.decls.push(OperationDecl {
+            name: name.to_string(),
+            access,
+            doc: doc.to_string(),
+            mutates,
+        });
+        self.handlers.insert(name.to_string(), Box::new(wrapped));
+        self
+    }
+
+    /// The declarations, in the order added.
+    pub fn declarations(&self) -> &[OperationDecl] {
+        &self.decls
+    }
+
+    /// Runs operation `name`.
+    pub fn dispatch(
+        &self,
+        plugin: &P,
+        name: &str,
+        payload: &str,
+        ctx: &CallContext,
+    ) -> Result<String, PluginError> {
+        match self.handlers.get(name) {
+            Some(handler) => handler(plugin, payload, ctx),
+            None => Err(PluginError::new(
+                crate::codes::UNKNOWN_OPERATION,
+                format!("unknown operation '{name}'"),
+            )),
+        }
+    }
+}
+
+/// Decodes a JSON request, treating an empty body as `{}` and naming the
+/// operation and the offending field in the error.
+fn decode_request<Req: DeserializeOwned>(op: &str, payload: &str) -> Result<Req, PluginError> {
+    let trimmed = payload.trim();
+    let body = if trimmed.is_empty() || trimmed == "null" {
+        "{}"
+    } else {
+        trimmed
+    };
+    serde_json::from_str(body)
+        .map_err(|e| PluginError::invalid(format!("invalid request for '{op}': {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        #[allow(dead_code)]
+        email: String,
+    }
+
+    #[test]
+    fn decode_names_missing_field() {
+        let err = decode_request::<Req>("create", "{}").unwrap_err();
+        assert_eq!(err.code, crate::codes::INVALID_INPUT);
+        assert!(
+            err.message.contains("create") && err.message.contains("email"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn decode_no_input_accepts_empty_bodies() {
+        for body in ["", "  ", "null", "{}"] {
+            decode_request::<NoInput>("ping", body).unwrap();
+        }
+        assert!(decode_request::<NoInput>("ping", r#"{"x":1}"#).is_err());
+        assert!(decode_request::<NoInput>("ping", "[").is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! The `group` system: Groups that organise users; the built-in `system` group always exists.
+//!
+//! **Skeleton.** This release carries the real manifest (id, version and
+//! dependency declarations) so the host resolves and activates the real
+//! graph; the only operation is `ping`, a placeholder liveness probe. The
+//! domain operations arrive in the following releases.
+
+use serde::Serialize;
+use syshost_plugin_api::{
+    export_plugin, Access, CallContext, Host, Manifest, NoInput, Operations, Plugin, PluginError,
+};
+
+/// The running `group` system.
+pub struct GroupSystem {
+    #[allow(dead_code)]
+    host: Host,
+}
+
+/// Response of `ping`.
+#[derive(Debug, Serialize)]
+pub struct Pong {
+    /// The system that answered.
+    pub system: &'static str,
+    /// Its version.
+    pub version: &'static str,
+}
+
+impl Plugin for GroupSystem {
+    fn manifest() -> Manifest {
+        Manifest::new("group", env!("CARGO_PKG_VERSION"))
+            .name("Groups")
+            .describe("Groups that organise users; the built-in `system` group always exists.")
+    }
+
+    fn operations() -> Operations<Self> {
+        Operations::new().query(
+            "ping",
+            Access::Public,
+            "Placeholder liveness probe: answers with the system id and version.",
+            Self::ping,
+        )
+    }
+
+    fn activate(host: Host) -> Result<Self, PluginError> {
+        Ok(GroupSystem { host })
+    }
+}
+
+impl GroupSystem {
+    fn ping(&self, _: NoInput, _: &CallContext) -> Result<Pong, PluginError> {
+        Ok(Pong {
+            system: "group",
+            version: env!("CARGO_PKG_VERSION"),
+        })
+    }
+}
+
+export_plugin!(GroupSystem);

@@ -1,0 +1,60 @@
+//! The `session` system: Login sessions, tokens and brute-force throttling.
+//!
+//! **Skeleton.** This release carries the real manifest (id, version and
+//! dependency declarations) so the host resolves and activates the real
+//! graph; the only operation is `ping`, a placeholder liveness probe. The
+//! domain operations arrive in the following releases.
+
+use serde::Serialize;
+use syshost_plugin_api::{
+    export_plugin, Access, CallContext, Host, Manifest, NoInput, Operations, Plugin, PluginError,
+};
+
+/// The running `session` system.
+pub struct SessionSystem {
+    #[allow(dead_code)]
+    host: Host,
+}
+
+/// Response of `ping`.
+#[derive(Debug, Serialize)]
+pub struct Pong {
+    /// The system that answered.
+    pub system: &'static str,
+    /// Its version.
+    pub version: &'static str,
+}
+
+impl Plugin for SessionSystem {
+    fn manifest() -> Manifest {
+        Manifest::new("session", env!("CARGO_PKG_VERSION"))
+            .name("Sessions")
+            .describe("Login sessions, tokens and brute-force throttling.")
+            .requires("user", "^0.1")
+            .requires("settings", "^0.1")
+    }
+
+    fn operations() -> Operations<Self> {
+        Operations::new().query(
+            "ping",
+            Access::Public,
+            "Placeholder liveness probe: answers with the system id and version.",
+            Self::ping,
+        )
+    }
+
+    fn activate(host: Host) -> Result<Self, PluginError> {
+        Ok(SessionSystem { host })
+    }
+}
+
+impl SessionSystem {
+    fn ping(&self, _: NoInput, _: &CallContext) -> Result<Pong, PluginError> {
+        Ok(Pong {
+            system: "session",
+            version: env!("CARGO_PKG_VERSION"),
+        })
+    }
+}
+
+export_plugin!(SessionSystem);
