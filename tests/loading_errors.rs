@@ -140,7 +140,7 @@ fn discovery_collects_every_failure_and_keeps_the_good_plugins() {
     plugins.add_copy_as(&system_library("user"), "libsyshost_user_copy.so");
     let missing = PathBuf::from("/nonexistent/plugins");
     let discovery = discover(&[plugins.path().to_path_buf(), missing]);
-    let errors: Vec<String> = discovery.errors.iter().map(|e| one_line(e)).collect();
+    let errors: Vec<String> = discovery.errors.iter().map(one_line).collect();
     assert_eq!(errors.len(), 4, "{errors:#?}");
     assert!(
         errors

@@ -94,6 +94,7 @@ fn init_logging(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -172,9 +173,9 @@ fn run_server(config: &Config) -> Result<ExitCode, String> {
     let activation_host = host.clone();
     let enabled = config.enable.clone();
     let report = runtime
-        .block_on(tokio::task::spawn_blocking(move || {
-            activation_host.activate_all(&enabled)
-        }))
+        .block_on(async move {
+            tokio::task::spawn_blocking(move || activation_host.activate_all(&enabled)).await
+        })
         .map_err(|e| format!("activation thread failed: {e}"))?;
     let summary = activation_summary(&host, &report);
     if report.is_ok() {

@@ -5,8 +5,9 @@
 //!
 //! 1. Start from the enabled ids; an unknown one is [`ResolveError::UnknownSystem`].
 //! 2. Hard `requires` are added transitively. The [`Reason`] of each system is
-//!    `Enabled`, else `RequiredBy` the alphabetically smallest requirer (planned ones
-//!    preferred), else `WantedBy` the smallest wanter (likewise).
+//!    `Enabled`, else `RequiredBy` a requirer, else `WantedBy` a wanter; among
+//!    several, planned ones first, then the one nearest the enabled set (the
+//!    one that pulled it in), then the alphabetically smallest.
 //! 3. A requirement on a missing system, or on one whose version does not match the
 //!    [`semver::VersionReq`], makes the requirer `Failed`.
 //! 4. Soft `wants` add the wanted system (and its requirements) only when it exists
@@ -255,12 +256,15 @@ pub fn resolve(candidates: &[Candidate], enabled: &[String]) -> Plan {
     // Rule 1: enabled ids.
     let enabled: BTreeSet<&str> = enabled.iter().map(String::as_str).collect();
     let mut closure: BTreeSet<&str> = BTreeSet::new();
-    let mut stack: Vec<&str> = Vec::new();
+    // Breadth-first, so `depth` is each plugin's distance from the enabled set.
+    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut queue: std::collections::VecDeque<&str> = std::collections::VecDeque::new();
     for &id in &enabled {
         match find(id) {
             Some(c) => {
                 closure.insert(&c.id);
-                stack.push(&c.id);
+                depth.insert(&c.id, 0);
+                queue.push_back(&c.id);
             }
             None => problems.push(ResolveError::UnknownSystem {
                 id: id.to_owned(),
@@ -270,12 +274,14 @@ pub fn resolve(candidates: &[Candidate], enabled: &[String]) -> Plan {
     }
 
     // Rules 2 and 4: closure over matching requirements and wants.
-    while let Some(id) = stack.pop() {
+    while let Some(id) = queue.pop_front() {
         let Some(c) = find(id) else { continue };
+        let next_depth = depth.get(id).copied().unwrap_or(0) + 1;
         for dep in c.requires.iter().chain(&c.wants) {
             if let Some(d) = find(&dep.id) {
                 if dep.req.matches(&d.version) && closure.insert(&d.id) {
-                    stack.push(&d.id);
+                    depth.insert(&d.id, next_depth);
+                    queue.push_back(&d.id);
                 }
             }
         }
@@ -433,13 +439,16 @@ pub fn resolve(candidates: &[Candidate], enabled: &[String]) -> Plan {
     }
 
     // Rule 2: reasons.
-    // The smallest planned naming system, else the smallest one in the closure.
+    // Planned naming systems first, then the one closest to the enabled set
+    // (the one that pulled it in), then the alphabetically smallest.
     let first_of = |map: &BTreeMap<&str, BTreeSet<&str>>, id: &str| {
-        let by = map.get(id)?;
-        let planned_by = by
+        map.get(id)?
             .iter()
-            .find(|b| matches!(outcomes.get(**b), Some(Outcome::Planned { .. })));
-        planned_by.or(by.first()).map(|s| (*s).to_owned())
+            .min_by_key(|b| {
+                let planned = matches!(outcomes.get(**b), Some(Outcome::Planned { .. }));
+                (!planned, depth.get(**b).copied().unwrap_or(usize::MAX), **b)
+            })
+            .map(|s| (*s).to_owned())
     };
     let mut reasons = BTreeMap::new();
     for &id in &closure {
@@ -649,6 +658,8 @@ mod tests {
         );
         assert_eq!(plan.reasons["user"], Reason::Enabled);
         assert_eq!(plan.reasons["license"], Reason::RequiredBy("user".into()));
+        // Both user and session require settings; user pulled it in.
+        assert_eq!(plan.reasons["settings"], Reason::RequiredBy("user".into()));
         assert_eq!(plan.reasons["session"], Reason::WantedBy("user".into()));
         assert_eq!(*outcome(&plan, "session"), Outcome::Planned { order: 6 });
         assert_eq!(plan.dependents_of("role"), ids(&["user", "session"]));

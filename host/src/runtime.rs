@@ -352,10 +352,7 @@ impl HostInner {
 
     fn deliver_pending_events(&self) {
         let mut delivered = 0usize;
-        loop {
-            let Some(event) = PENDING_EVENTS.with(|q| q.borrow_mut().pop_front()) else {
-                break;
-            };
+        while let Some(event) = PENDING_EVENTS.with(|q| q.borrow_mut().pop_front()) {
             delivered += 1;
             if delivered > MAX_EVENTS_PER_CALL {
                 let dropped = PENDING_EVENTS.with(|q| {

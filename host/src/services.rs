@@ -235,7 +235,7 @@ impl HostObj for PluginServices {
             let name = topic
                 .strip_prefix(self.plugin_id.as_str())
                 .and_then(|rest| rest.strip_prefix('.'));
-            if !name.is_some_and(|n| !n.is_empty()) {
+            if name.is_none_or(str::is_empty) {
                 return Err(err(PluginError::invalid(format!(
                     "plugin '{}' may only publish topics '{}.<name>', not '{topic}'",
                     self.plugin_id, self.plugin_id

@@ -158,6 +158,9 @@ pub struct Store {
     inner: Arc<HostBox>,
 }
 
+/// A key and its value, as returned by scans.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// The maximum number of pairs fetched per host round trip while scanning.
 const SCAN_CHUNK: u32 = 512;
 
@@ -217,10 +220,7 @@ impl Store {
     }
 
     /// Every pair whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(
-        &self,
-        prefix: impl AsRef<[u8]>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PluginError> {
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<Vec<Entry>, PluginError> {
         let prefix = prefix.as_ref();
         self.range(prefix, prefix_end(prefix).as_deref(), usize::MAX)
     }
@@ -232,7 +232,7 @@ impl Store {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PluginError> {
+    ) -> Result<Vec<Entry>, PluginError> {
         self.scan(start, end, limit, false)
     }
 
@@ -242,7 +242,7 @@ impl Store {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PluginError> {
+    ) -> Result<Vec<Entry>, PluginError> {
         self.scan(start, end, limit, true)
     }
 
@@ -252,7 +252,7 @@ impl Store {
         end: Option<&[u8]>,
         limit: usize,
         reverse: bool,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PluginError> {
+    ) -> Result<Vec<Entry>, PluginError> {
         let mut out = Vec::new();
         let mut lower = start.to_vec();
         let mut upper: Option<Vec<u8>> = end.map(<[u8]>::to_vec);

@@ -13,8 +13,8 @@
 //!
 //! ## A whole plugin
 //!
-//! ```ignore
-//! use serde::{Deserialize, Serialize};
+//! ```
+//! use serde::Serialize;
 //! use syshost_plugin_api::{export_plugin, Access, CallContext, Host, Manifest,
 //!     NoInput, Operations, Plugin, PluginError};
 //!
@@ -74,7 +74,7 @@ mod plugin;
 
 pub use context::{CallContext, Event, Mail, Subject, UserSubject};
 pub use error::{codes, PluginError};
-pub use host::{prefix_end, Batch, BatchResult, Host, Level, Store};
+pub use host::{prefix_end, Batch, BatchResult, Entry, Host, Level, Store};
 pub use manifest::{
     is_valid_ident, is_valid_permission_id, topic_matches, Access, Dependency, Manifest,
     OperationDecl, PermissionDecl,

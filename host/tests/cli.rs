@@ -1,0 +1,308 @@
+//! The `syshost` binary, run as a process: exit codes, output formats,
+//! config errors, and a real `run` that serves and shuts down on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use syshost_test_support::{fixture_library, PluginDir};
+
+/// A `syshost` command in a fresh working directory with a clean
+/// `SYSHOST_*` environment.
+fn syshost(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syshost"));
+    cmd.current_dir(cwd).args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SYSHOST_") {
+            cmd.env_remove(key);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    syshost(cwd, args, env).output().expect("syshost runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn systems_json_with_no_config_lists_all_seven_active_in_a_valid_order() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run(
+        cwd.path(),
+        &["systems", "--json"],
+        &[("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap())],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 7);
+    let mut order = std::collections::BTreeMap::new();
+    for row in &rows {
+        for field in ["id", "version", "state", "order", "reason", "path"] {
+            assert!(row.get(field).is_some(), "missing {field} in {row}");
+        }
+        assert_eq!(row["state"], "active", "{row}");
+        order.insert(
+            row["id"].as_str().unwrap().to_string(),
+            row["order"].as_u64().unwrap(),
+        );
+    }
+    for dep in ["license", "role", "permission", "group", "settings"] {
+        assert!(order[dep] < order["user"]);
+    }
+    assert!(order["user"] < order["session"]);
+    assert_eq!(rows[5]["reason"], "enabled");
+    assert_eq!(rows[6]["reason"], "wanted by user");
+    // The embedded default data dir was used (relative to the working dir).
+    assert!(cwd.path().join("syshost-data/store").is_dir());
+}
+
+#[test]
+fn check_lists_every_problem_and_exits_1() {
+    let plugins = PluginDir::systems_and(&[
+        fixture_library("not-a-plugin"),
+        fixture_library("bad-manifest"),
+    ]);
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run(
+        cwd.path(),
+        &["check"],
+        &[
+            ("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap()),
+            ("SYSHOST_ENABLE", "user,nonesuch"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("libsyshost_fixture_not_a_plugin.so: not a syshost plugin"),
+        "{err}"
+    );
+    assert!(
+        err.contains("libsyshost_fixture_bad_manifest.so: invalid manifest"),
+        "{err}"
+    );
+    assert!(
+        err.contains("enabled system 'nonesuch' was not found"),
+        "{err}"
+    );
+    assert!(err.contains("3 problem(s) found"), "{err}");
+    // `check` never opens the store.
+    assert!(!cwd.path().join("syshost-data").exists());
+}
+
+#[test]
+fn check_passes_on_the_real_systems() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run(
+        cwd.path(),
+        &["check"],
+        &[("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("group → license → permission → role → settings → user → session"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn graph_distinguishes_hard_and_soft_edges() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let dirs = [("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap())];
+    let out = run(cwd.path(), &["graph", "--dot"], &dirs);
+    assert!(out.status.success());
+    let dot = text(&out.stdout);
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert!(
+        dot.contains("\"user\" -> \"session\"") && dot.contains("dashed"),
+        "{dot}"
+    );
+    assert!(dot.contains("\"session\" -> \"user\""), "{dot}");
+    let out = run(cwd.path(), &["graph"], &dirs);
+    let plain = text(&out.stdout);
+    assert!(plain.contains("requires license ^0.1"), "{plain}");
+    assert!(plain.contains("wants    session ^0.1"), "{plain}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_config_errors_exit_1_naming_the_key() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run(cwd.path(), &["frobnicate"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(cwd.path(), &["systems", "--bogus"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+
+    std::fs::write(cwd.path().join("syshost.toml"), "[http]\nport = 80\n").unwrap();
+    let out = run(cwd.path(), &["check"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown config key 'http.port'"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_file(cwd.path().join("syshost.toml")).unwrap();
+
+    let out = run(cwd.path(), &["check"], &[("SYSHOST_HTTP_ADDR", "nowhere")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("http.addr") && err.contains("SYSHOST_HTTP_ADDR"),
+        "{err}"
+    );
+
+    let out = run(cwd.path(), &["--config", "missing.toml", "check"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("missing.toml"));
+}
+
+/// A running `syshost run`, killed on drop if the test fails early.
+struct Server {
+    child: Child,
+    addr: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(cwd: &Path, plugins: &PluginDir) -> Server {
+    let mut child = syshost(
+        cwd,
+        &["run"],
+        &[
+            ("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap()),
+            ("SYSHOST_HTTP_ADDR", "127.0.0.1:0"),
+        ],
+    )
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("spawn syshost run");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.trim().to_string();
+                    return Server {
+                        child,
+                        addr,
+                        log: rx,
+                    };
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    panic!("syshost run never listened; log:\n{seen}");
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn run_serves_until_sigterm_then_shuts_down_cleanly() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let mut server = start_server(cwd.path(), &plugins);
+    let (status, body) = http_get(&server.addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(&server.addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ready\":true"), "{body}");
+    let (status, body) = http_get(&server.addr, "/api/v1/systems");
+    assert_eq!(status, 200);
+    assert_eq!(body.matches("\"state\":\"active\"").count(), 7, "{body}");
+
+    // A second process on the same data dir is refused with a clear error.
+    let out = run(
+        cwd.path(),
+        &["systems"],
+        &[("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("in use by another syshost"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "syshost did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let log: Vec<String> = server.log.try_iter().collect();
+    let log = log.join("\n");
+    assert!(
+        log.contains("shutting down") && log.contains("stopped cleanly"),
+        "{log}"
+    );
+    // The store was released: the data dir can be opened again at once.
+    let out = run(
+        cwd.path(),
+        &["systems", "--json"],
+        &[("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
