@@ -226,6 +226,7 @@ fn start_server(cwd: &Path, plugins: &PluginDir) -> Server {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("syshost run never listened; log:\n{seen}");
 }
 
