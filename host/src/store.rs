@@ -121,10 +121,7 @@ impl SledStore {
             path: path.clone(),
             reason: format!("cannot create it: {e}"),
         })?;
-        let db = sled::Config::new()
-            .path(&path)
-            .open()
-            .map_err(|e| classify_open_error(&path, e))?;
+        let db = open_with_lock_retry(&path)?;
         let store = SledStore { db };
         store.check_format(&path)?;
         Ok(store)
@@ -161,6 +158,28 @@ impl SledStore {
                     Ok(())
                 }
             }
+        }
+    }
+}
+
+/// How long to wait for a lock held by a handle that is closing. sled
+/// releases its file lock only when its background flusher thread has
+/// exited, which can trail the last handle's drop by one flush interval.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_with_lock_retry(path: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            Err(e) => match classify_open_error(path, e) {
+                StoreError::Locked { .. } if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                other => return Err(other),
+            },
         }
     }
 }
@@ -372,6 +391,26 @@ mod tests {
         );
         assert_eq!(ns.compare_and_swap(b"k", Some(b"1"), None).unwrap(), Ok(()));
         assert_eq!(ns.get(b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn reopening_right_after_close_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        // Writes without an explicit flush leave sled's background I/O
+        // running past the drop; that is when the lock lingers.
+        for i in 0..5u8 {
+            let store = SledStore::open(dir.path()).unwrap();
+            let ns = store.plugin_namespace("p").unwrap();
+            for n in 0..2_000u32 {
+                ns.put(&n.to_be_bytes(), &[i; 64]).unwrap();
+            }
+            ns.put(b"k", &[i]).unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.plugin_namespace("p").unwrap().get(b"k").unwrap(),
+            Some(vec![4])
+        );
     }
 
     #[test]
