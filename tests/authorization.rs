@@ -1,0 +1,1 @@
+//! Placeholder: tests for authorization arrive with the authorization system.

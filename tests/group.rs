@@ -1,0 +1,1 @@
+//! Placeholder: tests for group arrive with the group system.

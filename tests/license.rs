@@ -1,0 +1,1 @@
+//! Placeholder: tests for license arrive with the license system.

@@ -1,0 +1,1 @@
+//! Placeholder: tests for role arrive with the role system.

@@ -1,0 +1,1 @@
+//! Placeholder: tests for settings arrive with the settings system.
