@@ -112,6 +112,7 @@ fn build_host(config: &Config) -> Result<Host, String> {
     Host::builder()
         .data_dir(&config.data_dir)
         .plugin_dirs(config.effective_plugin_dirs())
+        .mail(config.mail_settings())
         .build()
         .map_err(|e| e.to_string())
 }
@@ -310,7 +311,23 @@ fn check(config: &Config, verbose: bool) -> Result<ExitCode, String> {
     for w in &plan.warnings {
         eprintln!("note: {}: {}", w.plugin, w.message);
     }
-    let problems = discovery.errors.len() + plan.problems.len();
+    let mut declared: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    let mut duplicates = 0;
+    for id in &plan.order {
+        let Some(plugin) = discovery.plugins.get(id) else {
+            continue;
+        };
+        for p in &plugin.manifest.permissions {
+            if let Some(first) = declared.insert(p.id.as_str(), id.as_str()) {
+                eprintln!(
+                    "error: permission '{}' is declared by both '{first}' and '{id}'; permission ids must be unique",
+                    p.id
+                );
+                duplicates += 1;
+            }
+        }
+    }
+    let problems = discovery.errors.len() + plan.problems.len() + duplicates;
     if problems == 0 {
         println!(
             "ok: {} system(s) discovered; enabling {} activates {} in this order: {}",

@@ -35,6 +35,33 @@ pub struct Config {
     pub log: String,
     /// The HTTP frontend.
     pub http: HttpConfig,
+    /// Outbound mail.
+    pub mail: MailConfig,
+    /// The public base URL of this installation (for links in mail), e.g.
+    /// `https://accounts.example.com`. Links are never built from a request's
+    /// Host header.
+    pub public_url: Option<String>,
+}
+
+/// Outbound mail settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// SMTP server URL: `smtp://host:port` (plain), `smtp://host?tls=required`
+    /// (STARTTLS), `smtps://host` (implicit TLS); credentials as
+    /// `smtp://user:password@host`. Unset: mail goes to `<data_dir>/outbox/`.
+    pub smtp_url: Option<String>,
+    /// The `From:` mailbox.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            smtp_url: None,
+            from: crate::mail::DEFAULT_FROM.to_string(),
+        }
+    }
 }
 
 /// HTTP frontend settings.
@@ -53,6 +80,8 @@ impl Default for Config {
             enable: vec!["user".to_string()],
             log: "info".to_string(),
             http: HttpConfig::default(),
+            mail: MailConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -81,6 +110,9 @@ const KEYS: &[(&str, &str, EnvKind)] = &[
     ("enable", "SYSHOST_ENABLE", EnvKind::List(',')),
     ("log", "SYSHOST_LOG", EnvKind::Text),
     ("http.addr", "SYSHOST_HTTP_ADDR", EnvKind::Text),
+    ("mail.smtp_url", "SYSHOST_SMTP_URL", EnvKind::Text),
+    ("mail.from", "SYSHOST_MAIL_FROM", EnvKind::Text),
+    ("public_url", "SYSHOST_PUBLIC_URL", EnvKind::Text),
 ];
 
 /// Every config key with its environment variable, for docs and `--help`.
@@ -281,7 +313,48 @@ impl Config {
         validate_addr(&self.http.addr).map_err(|reason| invalid("http.addr", reason))?;
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| invalid("log", format!("not a tracing filter: {e}")))?;
+        if let Some(url) = &self.mail.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(invalid(
+                    "mail.smtp_url",
+                    format!(
+                        "'{}' must start with smtp:// or smtps://",
+                        crate::mail::redact_url(url)
+                    ),
+                ));
+            }
+        }
+        self.mail
+            .from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| {
+                invalid(
+                    "mail.from",
+                    format!("'{}' is not a mailbox: {e}", self.mail.from),
+                )
+            })?;
+        if let Some(url) = &self.public_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                return Err(invalid(
+                    "public_url",
+                    format!("'{url}' must be an absolute http(s) URL, e.g. https://accounts.example.com"),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The mail service settings this config describes.
+    pub fn mail_settings(&self) -> crate::mail::MailSettings {
+        let mut settings = crate::mail::MailSettings::outbox(self.data_dir.join("outbox"));
+        if let Some(url) = &self.mail.smtp_url {
+            settings.transport = crate::mail::MailTransportConfig::Smtp(url.clone());
+        }
+        settings.from = self.mail.from.clone();
+        settings
     }
 
     /// The plugin directories to scan: the configured ones, or the
@@ -485,6 +558,33 @@ mod tests {
         assert!(e.to_string().contains("at least one system"), "{e}");
         let e = load_str("log = \"=[\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("'log'"), "{e}");
+    }
+
+    #[test]
+    fn mail_and_public_url_are_validated() {
+        let c = load_str(
+            "public_url = \"https://accounts.example.com\"\n[mail]\nfrom = \"Accounts <no-reply@example.com>\"\n",
+            &[("SYSHOST_SMTP_URL", "smtp://user:pw@127.0.0.1:2525")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.mail.smtp_url.as_deref(),
+            Some("smtp://user:pw@127.0.0.1:2525")
+        );
+        assert_eq!(
+            c.public_url.as_deref(),
+            Some("https://accounts.example.com")
+        );
+        let e = load_str("", &[("SYSHOST_SMTP_URL", "http://user:pw@mail")]).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("mail.smtp_url") && !text.contains("pw@"),
+            "{text}"
+        );
+        let e = load_str("", &[("SYSHOST_MAIL_FROM", "not a mailbox")]).unwrap_err();
+        assert!(e.to_string().contains("mail.from"), "{e}");
+        let e = load_str("", &[("SYSHOST_PUBLIC_URL", "accounts.example.com")]).unwrap_err();
+        assert!(e.to_string().contains("public_url"), "{e}");
     }
 
     #[test]

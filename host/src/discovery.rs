@@ -266,6 +266,23 @@ fn validate(lib: LoadedLibrary) -> Result<DiscoveredPlugin, DiscoveryError> {
             )));
         }
     }
+    if let Some(provider) = &m.subject_provider {
+        match m.operation(&provider.operation) {
+            Some(op) if op.access == syshost_plugin_api::Access::System => {}
+            Some(_) => {
+                return Err(bad(format!(
+                    "subject provider operation '{}' must be declared with Access::System",
+                    provider.operation
+                )))
+            }
+            None => {
+                return Err(bad(format!(
+                    "subject provider operation '{}' is not declared",
+                    provider.operation
+                )))
+            }
+        }
+    }
     Ok(DiscoveredPlugin {
         path: lib.path.clone(),
         module: lib.module,

@@ -35,9 +35,11 @@ pub mod resolver;
 pub mod runtime;
 mod services;
 pub mod store;
+pub mod subjects;
 
 pub use config::Config;
 pub use runtime::{
-    ActivationReport, Host, HostBuilder, HostError, SystemHandle, SystemState, SystemStatus,
+    ActivationReport, Host, HostBuilder, HostError, RegisteredPermission, SystemHandle,
+    SystemState, SystemStatus,
 };
 pub use syshost_plugin_api::{CallContext, PluginError, Subject};

@@ -28,10 +28,11 @@ use syshost_plugin_api::{
 use thiserror::Error;
 
 use crate::discovery::{discover, discover_files, Discovery, DiscoveryError};
-use crate::mail::{Mailer, OutboxMailer};
+use crate::mail::{MailService, MailSettings, MailStats, Mailer};
 use crate::resolver::{self, Outcome, Plan, Reason};
 use crate::services::PluginServices;
 use crate::store::{SledStore, Store, StoreError};
+use crate::subjects::{CachedSubject, SubjectCache};
 
 /// The deepest chain of nested cross-plugin calls allowed.
 const MAX_CALL_DEPTH: usize = 32;
@@ -52,6 +53,9 @@ pub enum HostError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The mail service could not start (bad sender or SMTP URL).
+    #[error("{0}")]
+    Mail(String),
     /// A system could not be activated.
     #[error("cannot activate '{id}': {reason}")]
     Activation {
@@ -93,6 +97,19 @@ pub struct SystemStatus {
     pub path: PathBuf,
 }
 
+/// A permission in the host's registry: declared by an active plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RegisteredPermission {
+    /// Permission id, e.g. `role.create`.
+    pub id: String,
+    /// Short human name.
+    pub name: String,
+    /// What holding it allows.
+    pub description: String,
+    /// The declaring plugin.
+    pub plugin: String,
+}
+
 /// Builds a [`Host`].
 #[derive(Default)]
 pub struct HostBuilder {
@@ -101,6 +118,7 @@ pub struct HostBuilder {
     plugin_files: Vec<PathBuf>,
     temporary_store: bool,
     mailer: Option<Arc<dyn Mailer>>,
+    mail: Option<MailSettings>,
     clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
 }
 
@@ -135,9 +153,16 @@ impl HostBuilder {
         self
     }
 
-    /// Replaces the default outbox mailer.
+    /// Replaces the built-in mail service with a custom mailer.
     pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.mailer = Some(mailer);
+        self
+    }
+
+    /// Configures the built-in mail service (default: `.eml` files in
+    /// `<data dir>/outbox`).
+    pub fn mail(mut self, settings: MailSettings) -> Self {
+        self.mail = Some(settings);
         self
     }
 
@@ -157,9 +182,28 @@ impl HostBuilder {
         } else {
             Arc::new(SledStore::open(&data_dir)?)
         };
-        let mailer = self
-            .mailer
-            .unwrap_or_else(|| Arc::new(OutboxMailer::new(data_dir.join("outbox"))));
+        let (mailer, mail_service): (Arc<dyn Mailer>, Option<Arc<MailService>>) = match self.mailer
+        {
+            Some(custom) => (custom, None),
+            None => {
+                let settings = self.mail.unwrap_or_else(|| {
+                    MailSettings::outbox(if self.temporary_store {
+                        std::env::temp_dir().join(format!("syshost-outbox-{}", std::process::id()))
+                    } else {
+                        data_dir.join("outbox")
+                    })
+                });
+                let service = Arc::new(
+                    MailService::start(
+                        settings,
+                        store.host_namespace("mail_queue")?,
+                        store.host_namespace("mail_dead")?,
+                    )
+                    .map_err(HostError::Mail)?,
+                );
+                (service.clone(), Some(service))
+            }
+        };
         let mut discovery = discover(&self.plugin_dirs);
         if !self.plugin_files.is_empty() {
             let extra = discover_files(&self.plugin_files);
@@ -172,11 +216,13 @@ impl HostBuilder {
             inner: Arc::new(HostInner {
                 store,
                 mailer,
+                mail_service,
                 clock: self.clock,
                 data_dir,
                 discovery,
                 state: Mutex::new(State::default()),
                 active: RwLock::new(HashMap::new()),
+                subjects: SubjectCache::default(),
             }),
         })
     }
@@ -221,6 +267,7 @@ struct Record {
 pub(crate) struct HostInner {
     store: Arc<dyn Store>,
     pub(crate) mailer: Arc<dyn Mailer>,
+    mail_service: Option<Arc<MailService>>,
     clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
     data_dir: PathBuf,
     discovery: Discovery,
@@ -228,6 +275,8 @@ pub(crate) struct HostInner {
     state: Mutex<State>,
     /// Active plugins by id; read on every call.
     active: RwLock<HashMap<String, Arc<ActivePlugin>>>,
+    /// Resolved subjects, invalidated by the provider's events.
+    subjects: SubjectCache,
 }
 
 /// One frame of the per-thread call stack.
@@ -286,6 +335,29 @@ impl HostInner {
         }
     }
 
+    /// Every permission declared by an active plugin, sorted by id.
+    pub(crate) fn permission_registry(&self) -> Vec<RegisteredPermission> {
+        let mut out: Vec<RegisteredPermission> = match self.active.read() {
+            Ok(active) => active
+                .iter()
+                .flat_map(|(id, p)| {
+                    p.manifest
+                        .permissions
+                        .iter()
+                        .map(move |decl| RegisteredPermission {
+                            id: decl.id.clone(),
+                            name: decl.name.clone(),
+                            description: decl.description.clone(),
+                            plugin: id.clone(),
+                        })
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
     fn active_plugin(&self, id: &str) -> Result<Arc<ActivePlugin>, PluginError> {
         let active = self
             .active
@@ -340,6 +412,94 @@ impl HostInner {
         result
     }
 
+    /// The active subject provider: its id and declaration.
+    fn subject_provider(&self) -> Option<(String, syshost_plugin_api::SubjectProvider)> {
+        let active = self.active.read().ok()?;
+        let mut providers: Vec<(String, syshost_plugin_api::SubjectProvider)> = active
+            .iter()
+            .filter_map(|(id, p)| {
+                p.manifest
+                    .subject_provider
+                    .clone()
+                    .map(|sp| (id.clone(), sp))
+            })
+            .collect();
+        providers.sort_by(|a, b| a.0.cmp(&b.0));
+        providers.into_iter().next()
+    }
+
+    /// Drops cached subjects made stale by `event`.
+    fn invalidate_subjects(&self, event: &Event) {
+        if self.subjects.is_empty() {
+            return;
+        }
+        let Some((_, provider)) = self.subject_provider() else {
+            return;
+        };
+        if !provider
+            .invalidate_on
+            .iter()
+            .any(|pattern| syshost_plugin_api::topic_matches(pattern, &event.topic))
+        {
+            return;
+        }
+        match event.payload.get("user_id").and_then(|v| v.as_str()) {
+            Some(user_id) => self.subjects.invalidate_user(user_id),
+            None => self.subjects.clear(),
+        }
+    }
+
+    /// The subject for `user_id` (`None`: anonymous), from the cache or the provider.
+    pub(crate) fn resolve_subject(
+        &self,
+        user_id: Option<&str>,
+    ) -> Result<Arc<CachedSubject>, PluginError> {
+        let key = user_id.map(str::to_string);
+        let now = self.now_unix_ms();
+        if let Some(hit) = self.subjects.get(&key, now) {
+            return Ok(hit);
+        }
+        let generation = self.subjects.generation();
+        let Some((provider_id, provider)) = self.subject_provider() else {
+            return match user_id {
+                None => Ok(Arc::new(CachedSubject::new(Subject::default(), None))),
+                Some(_) => Err(PluginError::new(
+                    codes::UNAVAILABLE,
+                    "no active system resolves users (enable the user system)",
+                )),
+            };
+        };
+        let request = serde_json::to_string(&syshost_plugin_api::ResolveSubjectRequest {
+            user_id: key.clone(),
+        })?;
+        let out = self.dispatch(
+            &provider_id,
+            &provider.operation,
+            &request,
+            &CallContext::system(),
+        )?;
+        let resolved: syshost_plugin_api::ResolvedSubject =
+            serde_json::from_str(&out).map_err(|e| {
+                PluginError::internal(format!(
+                    "subject provider {provider_id}.{} returned an unreadable subject: {e}",
+                    provider.operation
+                ))
+            })?;
+        let consistent = match (&resolved.subject, user_id) {
+            (Subject::User(u), Some(id)) => u.id == id,
+            (Subject::Anonymous { .. }, None) => true,
+            _ => false,
+        };
+        if !consistent {
+            return Err(PluginError::internal(format!(
+                "subject provider {provider_id} answered with a different subject than requested"
+            )));
+        }
+        let entry = Arc::new(CachedSubject::new(resolved.subject, resolved.valid_until));
+        self.subjects.insert(key, entry.clone(), generation);
+        Ok(entry)
+    }
+
     /// Queues an event; it is delivered when the outermost call returns (or
     /// at once when no call is in progress on this thread).
     pub(crate) fn publish(&self, event: Event) {
@@ -375,6 +535,7 @@ impl HostInner {
                     .collect(),
                 Err(_) => return,
             };
+            self.invalidate_subjects(&event);
             let mut subscribers = subscribers;
             subscribers.sort_by(|a, b| a.0.cmp(&b.0));
             let json = match serde_json::to_string(&event) {
@@ -627,6 +788,14 @@ impl Host {
             .ok_or_else(|| PluginError::not_found(format!("no system '{id}' is installed")))?;
         let manifest = plugin.manifest.clone();
         self.check_operation_permissions(&manifest)?;
+        self.check_permission_ids_unique(&manifest)?;
+        if manifest.subject_provider.is_some() {
+            if let Some((other, _)) = self.inner.subject_provider() {
+                return Err(PluginError::conflict(format!(
+                    "both '{other}' and '{id}' declare themselves subject provider; only one may be active"
+                )));
+            }
+        }
         let namespace = self
             .inner
             .store
@@ -691,6 +860,43 @@ impl Host {
             }
         }
         Ok(())
+    }
+
+    /// A permission id may be declared by one plugin only.
+    fn check_permission_ids_unique(&self, manifest: &Manifest) -> Result<(), PluginError> {
+        let registry = self.inner.permission_registry();
+        for decl in &manifest.permissions {
+            if let Some(existing) = registry.iter().find(|p| p.id == decl.id) {
+                return Err(PluginError::conflict(format!(
+                    "permission '{}' is declared by both '{}' and '{}'; permission ids must be unique",
+                    decl.id, existing.plugin, manifest.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved subject of user `user_id` (`None`: the anonymous
+    /// subject), cached until an event of the subject provider makes it stale.
+    pub fn subject(&self, user_id: Option<&str>) -> Result<Arc<CachedSubject>, PluginError> {
+        self.inner.resolve_subject(user_id)
+    }
+
+    /// A call context for user `user_id` (`None`: anonymous).
+    pub fn context_for(&self, user_id: Option<&str>) -> Result<CallContext, PluginError> {
+        Ok(CallContext::for_subject(
+            self.subject(user_id)?.subject().clone(),
+        ))
+    }
+
+    /// Drops every cached subject.
+    pub fn invalidate_subjects(&self) {
+        self.inner.subjects.clear();
+    }
+
+    /// Every permission declared by an active plugin, with its plugin.
+    pub fn permissions(&self) -> Vec<RegisteredPermission> {
+        self.inner.permission_registry()
     }
 
     /// Whether `id` is active.
@@ -820,11 +1026,25 @@ impl Host {
                 tracing::debug!(system = %id, "deactivated");
             }
         }
+        self.inner.subjects.clear();
+        if let Some(mail) = &self.inner.mail_service {
+            mail.stop();
+        }
         if let Err(e) = self.inner.store.flush() {
             tracing::error!("flushing the store failed: {e}");
             errors.push(("host".into(), PluginError::storage(e.to_string())));
         }
         errors
+    }
+
+    /// Delivery counters of the built-in mail service (None with a custom mailer).
+    pub fn mail_stats(&self) -> Option<MailStats> {
+        self.inner.mail_service.as_ref().map(|m| m.stats())
+    }
+
+    /// Mails waiting in the durable queue.
+    pub fn mail_pending(&self) -> usize {
+        self.inner.mail_service.as_ref().map_or(0, |m| m.pending())
     }
 
     /// Flushes the store to disk.

@@ -292,9 +292,19 @@ impl HostObj for PluginServices {
     }
 
     fn service(&self, name: RStr<'_>, _request: RStr<'_>) -> RResult<RString, AbiError> {
-        RResult::RErr(err(PluginError::not_found(format!(
-            "this host offers no service named '{}'",
-            name.as_str()
-        ))))
+        let run = || -> Result<RString, AbiError> {
+            let host = self.host()?;
+            match name.as_str() {
+                "permissions" => {
+                    let json = serde_json::to_string(&host.permission_registry())
+                        .map_err(|e| err(PluginError::from(e)))?;
+                    Ok(RString::from(json))
+                }
+                other => Err(err(PluginError::not_found(format!(
+                    "this host offers no service named '{other}' (known: permissions)"
+                )))),
+            }
+        };
+        run().into()
     }
 }

@@ -100,6 +100,9 @@ pub trait Store: Send + Sync {
     fn plugin_namespace(&self, plugin_id: &str) -> Result<Arc<dyn Namespace>, StoreError>;
     /// Every plugin id that has a namespace.
     fn plugin_namespaces(&self) -> Result<Vec<String>, StoreError>;
+    /// A namespace private to the host itself (`host/<name>`), never
+    /// reachable by a plugin.
+    fn host_namespace(&self, name: &str) -> Result<Arc<dyn Namespace>, StoreError>;
     /// Makes every acknowledged write durable.
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -221,6 +224,11 @@ impl Store for SledStore {
                     .map(str::to_string)
             })
             .collect())
+    }
+
+    fn host_namespace(&self, name: &str) -> Result<Arc<dyn Namespace>, StoreError> {
+        let tree = self.db.open_tree(format!("host/{name}"))?;
+        Ok(Arc::new(SledNamespace { tree }))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

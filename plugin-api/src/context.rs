@@ -181,3 +181,22 @@ pub struct Mail {
     #[serde(default)]
     pub kind: String,
 }
+
+/// The request the host sends to the subject provider's operation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResolveSubjectRequest {
+    /// The user to resolve; `None` resolves the anonymous subject.
+    #[serde(default)]
+    pub user_id: Option<String>,
+}
+
+/// The subject provider's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedSubject {
+    /// The resolved subject (`User` for a user, `Anonymous` for anonymous).
+    pub subject: Subject,
+    /// When the host must resolve it again at the latest (for example when
+    /// an `enabled_until` account expires), in ms since the Unix epoch.
+    #[serde(default)]
+    pub valid_until: Option<i64>,
+}

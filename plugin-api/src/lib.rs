@@ -72,12 +72,14 @@ mod host;
 mod manifest;
 mod plugin;
 
-pub use context::{CallContext, Event, Mail, Subject, UserSubject};
+pub use context::{
+    CallContext, Event, Mail, ResolveSubjectRequest, ResolvedSubject, Subject, UserSubject,
+};
 pub use error::{codes, PluginError};
 pub use host::{prefix_end, Batch, BatchResult, Entry, Host, Level, Store};
 pub use manifest::{
     is_valid_ident, is_valid_permission_id, topic_matches, Access, Dependency, Manifest,
-    OperationDecl, PermissionDecl,
+    OperationDecl, PermissionDecl, SubjectProvider,
 };
 pub use plugin::{NoInput, Operations, Plugin};
 

@@ -39,6 +39,27 @@ pub struct Manifest {
     /// prefix ending in `.*` (for example `role.*`), or `*` for all.
     #[serde(default)]
     pub subscribes: Vec<String>,
+    /// Set by the one plugin that resolves user subjects for the host
+    /// (User Management). See [`SubjectProvider`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_provider: Option<SubjectProvider>,
+}
+
+/// How the host resolves and caches subjects through a plugin.
+///
+/// The host calls `operation` (declared with [`Access::System`]) with a
+/// [`ResolveSubjectRequest`](crate::ResolveSubjectRequest) and expects a
+/// [`ResolvedSubject`](crate::ResolvedSubject). It caches the answer and
+/// drops cached subjects when an event matching `invalidate_on` is
+/// delivered: only that user's entry when the event payload carries a
+/// `user_id` string, every entry otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectProvider {
+    /// The operation that resolves one subject.
+    pub operation: String,
+    /// Event topic patterns that make cached subjects stale.
+    #[serde(default)]
+    pub invalidate_on: Vec<String>,
 }
 
 /// A dependency on another plugin by id and semver range.
@@ -133,7 +154,22 @@ impl Manifest {
             permissions: Vec::new(),
             operations: Vec::new(),
             subscribes: Vec::new(),
+            subject_provider: None,
         }
+    }
+
+    /// Declares this plugin the host's subject provider: `operation` resolves
+    /// a subject; events matching `invalidate_on` make cached ones stale.
+    pub fn subject_provider(
+        mut self,
+        operation: impl Into<String>,
+        invalidate_on: &[&str],
+    ) -> Self {
+        self.subject_provider = Some(SubjectProvider {
+            operation: operation.into(),
+            invalidate_on: invalidate_on.iter().map(|s| s.to_string()).collect(),
+        });
+        self
     }
 
     /// Sets the human-readable name.

@@ -150,8 +150,22 @@ fn decode_request<Req: DeserializeOwned>(op: &str, payload: &str) -> Result<Req,
     } else {
         trimmed
     };
-    serde_json::from_str(body)
-        .map_err(|e| PluginError::invalid(format!("invalid request for '{op}': {e}")))
+    let mut de = serde_json::Deserializer::from_str(body);
+    let request: Req = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            PluginError::invalid(format!("invalid request for '{op}': {inner}"))
+        } else {
+            PluginError::invalid_field(
+                &path,
+                format!("invalid request for '{op}': {path}: {inner}"),
+            )
+        }
+    })?;
+    de.end()
+        .map_err(|e| PluginError::invalid(format!("invalid request for '{op}': {e}")))?;
+    Ok(request)
 }
 
 #[cfg(test)]
@@ -173,6 +187,17 @@ mod tests {
             err.message.contains("create") && err.message.contains("email"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn decode_names_the_field_with_the_wrong_type() {
+        let err = decode_request::<Req>("create", r#"{"email": 5}"#).unwrap_err();
+        assert!(
+            err.message.contains("email") && err.message.contains("create"),
+            "{err}"
+        );
+        assert_eq!(err.details, Some(serde_json::json!({ "field": "email" })));
+        assert!(decode_request::<Req>("create", r#"{"email": "a"} x"#).is_err());
     }
 
     #[test]

@@ -108,3 +108,128 @@ fn link_or_copy(from: &Path, to: &Path) {
     }
     std::fs::copy(from, to).expect("copy plugin library");
 }
+
+/// A real SMTP server process (Python's aiosmtpd) on 127.0.0.1 that stores
+/// every message in a Maildir. Killed on drop.
+///
+/// The interpreter is `$AIOSMTPD_PYTHON`, else `target/test-venv/bin/python`
+/// (created by `.ci/run`), else `python3`; it must be able to import aiosmtpd.
+pub struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    /// Starts a server on a free port.
+    pub fn start() -> SmtpSink {
+        SmtpSink::start_on(free_port())
+    }
+
+    /// Starts a server on `port` and waits until it accepts connections.
+    pub fn start_on(port: u16) -> SmtpSink {
+        let maildir = tempfile::tempdir().expect("maildir");
+        let python = smtp_python();
+        let child = std::process::Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            // A path that does not exist yet: Python's Maildir only creates
+            // its new/cur/tmp folders when it creates the Maildir itself.
+            .arg(maildir.path().join("Maildir"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start aiosmtpd with {python:?}: {e}; run .ci/run once or set AIOSMTPD_PYTHON")
+            });
+        let mut sink = SmtpSink {
+            child,
+            port,
+            maildir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = sink.child.try_wait() {
+                panic!("aiosmtpd exited with {status}; is aiosmtpd installed for {python:?}?");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "aiosmtpd did not listen on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        sink
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `smtp://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, raw (headers and body).
+    pub fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(self.maildir.path().join("Maildir").join(sub)) {
+                let mut paths: Vec<PathBuf> =
+                    entries.filter_map(Result::ok).map(|e| e.path()).collect();
+                paths.sort();
+                for p in paths {
+                    if let Ok(text) = std::fs::read_to_string(&p) {
+                        out.push(text);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until at least `n` messages arrived (panics after `timeout`).
+    pub fn wait_for(&self, n: usize, timeout: std::time::Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= n {
+                return messages;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} message(s), got {} within {timeout:?}",
+                messages.len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+fn smtp_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("AIOSMTPD_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
