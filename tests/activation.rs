@@ -90,16 +90,17 @@ fn activating_a_leaf_activates_only_what_it_needs() {
     let data = tempfile::tempdir().unwrap();
     let host = host(&plugins, data.path());
     host.activate("role").unwrap();
-    assert_eq!(host.active_systems(), ["role"]);
+    // role requires permission (to validate permission ids).
+    assert_eq!(host.active_systems(), ["permission", "role"]);
     host.activate("session").unwrap();
     // session requires user, which requires the other five, and session comes last.
     assert_eq!(
         host.active_systems(),
         [
+            "permission",
             "role",
             "group",
             "license",
-            "permission",
             "settings",
             "user",
             "session"
@@ -227,5 +228,31 @@ fn writes_survive_a_restart_and_a_second_host_on_the_same_data_dir_is_refused() 
     let intruder = host.activate("intruder").unwrap();
     let value: Option<String> = intruder.call("get", &json!({ "key": "greeting" })).unwrap();
     assert_eq!(value.as_deref(), Some("hello"));
+    host.shutdown();
+}
+
+#[test]
+fn activating_user_registers_its_settings_section() {
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let host = host(&plugins, data.path());
+    host.activate("user").unwrap();
+    let settings = host.system("settings").unwrap();
+    let section: Value = settings.call("get", &json!({ "section": "user" })).unwrap();
+    assert_eq!(section["owner"], "user");
+    let doc = &section["document"];
+    assert_eq!(doc["self_registration"], false);
+    assert_eq!(doc["password_policy"]["min_length"], 12);
+    assert_eq!(doc["password_policy"]["max_length"], 256);
+    assert_eq!(doc["registration_fields"]["first_name"], "required");
+    // The schema guards it: an out-of-range policy names the field.
+    let err = settings
+        .call::<_, Value>(
+            "put",
+            &json!({ "section": "user", "document": { "password_policy": { "min_length": 3 } } }),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, codes::INVALID_INPUT);
+    assert!(err.message.contains("password_policy.min_length"), "{err}");
     host.shutdown();
 }

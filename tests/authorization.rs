@@ -1,1 +1,239 @@
-//! Placeholder: tests for authorization arrive with the authorization system.
+//! Authorization through the real host: the permission registry, the
+//! resolved-subject cache and its invalidation, and denied calls changing
+//! nothing. The subject provider here is the `directory` fixture (users with
+//! roles); User Management takes that role in production.
+
+use serde_json::{json, Value};
+use syshost::Host;
+use syshost_plugin_api::{codes, NoInput};
+use syshost_test_support::{fixture_library, PluginDir};
+
+fn start(plugins: &PluginDir, data: &std::path::Path) -> Host {
+    let host = Host::builder()
+        .data_dir(data)
+        .plugin_dir(plugins.path())
+        .build()
+        .unwrap();
+    let report = host.activate_all(&["directory".into(), "group".into()]);
+    assert!(report.is_ok(), "{report:?}");
+    host
+}
+
+fn system(host: &Host, id: &str, op: &str, req: Value) -> Value {
+    host.system(id)
+        .unwrap()
+        .call(op, &req)
+        .unwrap_or_else(|e| panic!("{id}.{op}: {e}"))
+}
+
+fn resolutions(host: &Host) -> u64 {
+    host.system("directory")
+        .unwrap()
+        .call("resolutions", &NoInput {})
+        .unwrap()
+}
+
+#[test]
+fn the_registry_lists_every_declared_permission_with_its_plugin() {
+    let plugins = PluginDir::systems_and(&[fixture_library("directory")]);
+    let data = tempfile::tempdir().unwrap();
+    let host = start(&plugins, data.path());
+    let page = system(&host, "permission", "list", json!({ "limit": 500 }));
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(page["total"].as_u64().unwrap() as usize, items.len());
+    let find = |id: &str| items.iter().find(|p| p["id"] == id).cloned();
+    assert_eq!(find("role.create").unwrap()["plugin"], "role");
+    assert_eq!(find("permission.read").unwrap()["plugin"], "permission");
+    assert_eq!(find("directory.manage").unwrap()["plugin"], "directory");
+    let only_role = system(&host, "permission", "list", json!({ "plugin": "role" }));
+    assert!(only_role["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["plugin"] == "role"));
+    let one = system(&host, "permission", "get", json!({ "id": "role.delete" }));
+    assert_eq!(one["plugin"], "role");
+    let err = host
+        .system("permission")
+        .unwrap()
+        .call::<_, Value>("get", &json!({ "id": "role.nope" }))
+        .unwrap_err();
+    assert_eq!(err.code, codes::NOT_FOUND);
+    let unknown = system(
+        &host,
+        "permission",
+        "check",
+        json!({ "ids": ["role.create", "x.y", "x.y"] }),
+    );
+    assert_eq!(unknown, json!({ "unknown": ["x.y"] }));
+    host.shutdown();
+}
+
+#[test]
+fn a_permission_declared_twice_is_an_activation_error_naming_both_plugins() {
+    let plugins = PluginDir::systems_and(&[fixture_library("impostor")]);
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::builder()
+        .data_dir(data.path())
+        .plugin_dir(plugins.path())
+        .build()
+        .unwrap();
+    let err = host
+        .activate("impostor")
+        .err()
+        .expect("impostor must not activate");
+    let text = err.to_string();
+    assert!(
+        text.contains("'role.create'") && text.contains("'role'") && text.contains("'impostor'"),
+        "{text}"
+    );
+    assert!(host.is_active("role"));
+    host.shutdown();
+}
+
+#[test]
+fn cached_permissions_follow_role_changes_immediately() {
+    let plugins = PluginDir::systems_and(&[fixture_library("directory")]);
+    let data = tempfile::tempdir().unwrap();
+    let host = start(&plugins, data.path());
+    system(
+        &host,
+        "role",
+        "create",
+        json!({ "id": "viewer", "name": "Viewer", "permissions": ["group.read"] }),
+    );
+    system(
+        &host,
+        "directory",
+        "set_user",
+        json!({ "user_id": "u1", "roles": ["viewer"] }),
+    );
+
+    let subject = host.subject(Some("u1")).unwrap();
+    assert!(subject.has_permission("group.read"));
+    assert!(!subject.has_permission("group.create"));
+    let group = host.system("group").unwrap();
+    let ctx = host.context_for(Some("u1")).unwrap();
+    let _: Value = group.call_as(&ctx, "list", &json!({})).unwrap();
+
+    // Cached: no further resolution while nothing changes.
+    let before = resolutions(&host);
+    for _ in 0..10 {
+        assert!(host
+            .subject(Some("u1"))
+            .unwrap()
+            .has_permission("group.read"));
+    }
+    assert_eq!(resolutions(&host), before);
+
+    // role.set_permissions takes effect on the next check.
+    system(
+        &host,
+        "role",
+        "set_permissions",
+        json!({ "id": "viewer", "permissions": ["group.create"] }),
+    );
+    let subject = host.subject(Some("u1")).unwrap();
+    assert!(!subject.has_permission("group.read"));
+    assert!(subject.has_permission("group.create"));
+    let ctx = host.context_for(Some("u1")).unwrap();
+    let err = group
+        .call_as::<_, Value>(&ctx, "list", &json!({}))
+        .unwrap_err();
+    assert_eq!(err.code, codes::PERMISSION_DENIED);
+    assert!(err.message.contains("group.read"), "{err}");
+
+    // role.delete too.
+    system(&host, "role", "delete", json!({ "id": "viewer" }));
+    assert!(!host
+        .subject(Some("u1"))
+        .unwrap()
+        .has_permission("group.create"));
+    host.shutdown();
+}
+
+#[test]
+fn anonymous_permissions_follow_the_settings() {
+    let plugins = PluginDir::systems_and(&[fixture_library("directory")]);
+    let data = tempfile::tempdir().unwrap();
+    let host = start(&plugins, data.path());
+    system(
+        &host,
+        "role",
+        "create",
+        json!({ "id": "guest", "name": "Guest", "permissions": ["group.read"] }),
+    );
+    let group = host.system("group").unwrap();
+    let anonymous = host.context_for(None).unwrap();
+    let err = group
+        .call_as::<_, Value>(&anonymous, "list", &json!({}))
+        .unwrap_err();
+    assert_eq!(err.code, codes::UNAUTHENTICATED);
+
+    system(
+        &host,
+        "settings",
+        "put",
+        json!({ "section": "directory", "document": { "anonymous_roles": ["guest"] } }),
+    );
+    let anonymous = host.context_for(None).unwrap();
+    let _: Value = group.call_as(&anonymous, "list", &json!({})).unwrap();
+
+    system(
+        &host,
+        "settings",
+        "put",
+        json!({ "section": "directory", "document": { "anonymous_roles": [] } }),
+    );
+    assert!(!host.subject(None).unwrap().has_permission("group.read"));
+    host.shutdown();
+}
+
+#[test]
+fn a_denied_call_changes_nothing() {
+    let plugins = PluginDir::systems_and(&[fixture_library("directory")]);
+    let data = tempfile::tempdir().unwrap();
+    let host = start(&plugins, data.path());
+    system(
+        &host,
+        "directory",
+        "set_user",
+        json!({ "user_id": "u2", "roles": [], "permissions": ["group.read"] }),
+    );
+    let ctx = host.context_for(Some("u2")).unwrap();
+    let role = host.system("role").unwrap();
+    let err = role
+        .call_as::<_, Value>(&ctx, "create", &json!({ "id": "sneaky", "name": "Sneaky" }))
+        .unwrap_err();
+    assert_eq!(err.code, codes::PERMISSION_DENIED);
+    assert!(err.message.contains("role.create"), "{err}");
+    let err = role
+        .call::<_, Value>("get", &json!({ "id": "sneaky" }))
+        .unwrap_err();
+    assert_eq!(err.code, codes::NOT_FOUND);
+    let group = host.system("group").unwrap();
+    let err = group
+        .call_as::<_, Value>(&ctx, "delete", &json!({ "id": "system" }))
+        .unwrap_err();
+    assert_eq!(err.code, codes::PERMISSION_DENIED);
+    let _: Value = group.call("get", &json!({ "id": "system" })).unwrap();
+    // Unknown users are not authenticated.
+    assert!(host.context_for(Some("ghost")).is_err());
+    host.shutdown();
+}
+
+#[test]
+fn without_a_subject_provider_anonymous_holds_nothing_and_users_are_unavailable() {
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::builder()
+        .data_dir(data.path())
+        .plugin_dir(plugins.path())
+        .build()
+        .unwrap();
+    host.activate("role").unwrap();
+    assert!(!host.subject(None).unwrap().has_permission("role.read"));
+    let err = host.subject(Some("u1")).unwrap_err();
+    assert_eq!(err.code, codes::UNAVAILABLE);
+    host.shutdown();
+}

@@ -2,8 +2,11 @@
 //!
 //! **Skeleton.** This release carries the real manifest (id, version and
 //! dependency declarations) so the host resolves and activates the real
-//! graph; the only operation is `ping`, a placeholder liveness probe. The
-//! domain operations arrive in the following releases.
+//! graph, and registers the `user` settings section (self-registration,
+//! allowed domains, default and anonymous roles/groups, consent options,
+//! password policy, registration fields) with the settings system. The only
+//! operation is `ping`, a placeholder liveness probe; the account operations
+//! arrive in the next release.
 
 use serde::Serialize;
 use syshost_plugin_api::{
@@ -48,6 +51,7 @@ impl Plugin for UserSystem {
     }
 
     fn activate(host: Host) -> Result<Self, PluginError> {
+        register_settings_section(&host)?;
         Ok(UserSystem { host })
     }
 }
@@ -59,6 +63,25 @@ impl UserSystem {
             version: env!("CARGO_PKG_VERSION"),
         })
     }
+}
+
+/// The `user` settings section: `{"defaults": {...}, "schema": {...}}`.
+pub const SETTINGS_SECTION_JSON: &str = include_str!("../settings-section.json");
+
+/// Registers (or re-registers) the `user` section with the settings system.
+fn register_settings_section(host: &Host) -> Result<(), PluginError> {
+    let section: serde_json::Value = serde_json::from_str(SETTINGS_SECTION_JSON).map_err(|e| {
+        PluginError::internal(format!(
+            "the built-in user settings section is not JSON: {e}"
+        ))
+    })?;
+    let request = serde_json::json!({
+        "section": "user",
+        "defaults": section.get("defaults").cloned().unwrap_or_default(),
+        "schema": section.get("schema").cloned().unwrap_or_default(),
+    });
+    let _: serde_json::Value = host.call("settings", "register", &request)?;
+    Ok(())
 }
 
 export_plugin!(UserSystem);
