@@ -14,7 +14,9 @@ fn start(plugins: &PluginDir, data: &std::path::Path) -> Host {
         .plugin_dir(plugins.path())
         .build()
         .unwrap();
-    let report = host.activate_all(&["directory".into(), "group".into()]);
+    // `user` registers the `user` settings section whose anonymous_roles the
+    // directory fixture reads.
+    let report = host.activate_all(&["directory".into(), "user".into()]);
     assert!(report.is_ok(), "{report:?}");
     host
 }
@@ -174,7 +176,7 @@ fn anonymous_permissions_follow_the_settings() {
         &host,
         "settings",
         "put",
-        json!({ "section": "directory", "document": { "anonymous_roles": ["guest"] } }),
+        json!({ "section": "user", "document": { "anonymous_roles": ["guest"] } }),
     );
     let anonymous = host.context_for(None).unwrap();
     let _: Value = group.call_as(&anonymous, "list", &json!({})).unwrap();
@@ -183,7 +185,7 @@ fn anonymous_permissions_follow_the_settings() {
         &host,
         "settings",
         "put",
-        json!({ "section": "directory", "document": { "anonymous_roles": [] } }),
+        json!({ "section": "user", "document": { "anonymous_roles": [] } }),
     );
     assert!(!host.subject(None).unwrap().has_permission("group.read"));
     host.shutdown();
