@@ -1,6 +1,11 @@
 //! The `role` system through the real host with the real plugin libraries:
 //! operations, validation, authorization, events (observed with the
-//! audit-log example plugin), the name index under renames and races.
+//! audit-log example plugin), the name index under renames and races, and
+//! the built-in administrator role seeded on activation.
+//!
+//! Every store starts with that built-in role (id `admin`, name
+//! "Administrator"), so listings and totals include it; tests about
+//! user-created roles count it explicitly.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -125,6 +130,60 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Id of the built-in administrator role.
+const ADMIN: &str = "admin";
+/// Its name as seeded.
+const ADMIN_NAME: &str = "Administrator";
+
+/// The item of a `list` page with id `id`.
+fn item<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no role '{id}' in {list}"))
+}
+
+/// The built-in roles of a `list` page.
+fn builtin_roles(list: &Value) -> Vec<Value> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["builtin"] == true)
+        .cloned()
+        .collect()
+}
+
+/// Every permission id the active systems declare, sorted, as
+/// `permission.list` reports them.
+fn declared_permissions(host: &Host) -> Vec<String> {
+    let permission = host.system("permission").expect("permission is active");
+    let page: Value = permission
+        .call("list", &json!({ "limit": 500 }))
+        .expect("permission.list");
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(page["total"], ids.len(), "one page holds every permission");
+    ids.sort();
+    ids
+}
+
+/// The permission ids of a role response.
+fn permissions(role: &Value) -> Vec<String> {
+    role["permissions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no permissions in {role}"))
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn role_requires_the_permission_system() {
     let env = start();
@@ -154,6 +213,7 @@ fn create_get_list_update_set_permissions_delete_round_trip() {
     assert_eq!(created["name"], "Editors", "names are trimmed");
     assert_eq!(created["description"], "May edit roles");
     assert_eq!(created["permissions"], json!(["role.read", "role.update"]));
+    assert_eq!(created["builtin"], false, "created roles are not built in");
     let created_at = created["created_at"].as_i64().unwrap();
     assert!(created_at > 1_600_000_000_000, "{created}");
     assert_eq!(created["updated_at"], created["created_at"]);
@@ -170,14 +230,20 @@ fn create_get_list_update_set_permissions_delete_round_trip() {
             "name",
             "description",
             "permissions",
+            "builtin",
             "created_at",
             "updated_at"
         ])
     );
 
     assert_eq!(ok(role, "get", json!({ "id": "editors" })), created);
+    // "Administrator" sorts before "Editors".
+    let admin = ok(role, "get", json!({ "id": ADMIN }));
     let list = ok(role, "list", json!({}));
-    assert_eq!(list, json!({ "items": [created.clone()], "total": 1 }));
+    assert_eq!(
+        list,
+        json!({ "items": [admin.clone(), created.clone()], "total": 2 })
+    );
 
     let updated = ok(
         role,
@@ -187,6 +253,7 @@ fn create_get_list_update_set_permissions_delete_round_trip() {
     assert_eq!(updated["name"], "Senior editors");
     assert_eq!(updated["description"], "");
     assert_eq!(updated["permissions"], created["permissions"]);
+    assert_eq!(updated["builtin"], false);
     assert_eq!(updated["created_at"], created["created_at"]);
     assert!(updated["updated_at"].as_i64().unwrap() >= created_at);
 
@@ -228,7 +295,8 @@ fn create_get_list_update_set_permissions_delete_round_trip() {
     );
     assert_eq!(
         ok(role, "list", json!({})),
-        json!({ "items": [], "total": 0 })
+        json!({ "items": [admin], "total": 1 }),
+        "only the built-in role is left"
     );
     env.host.shutdown();
 }
@@ -252,6 +320,7 @@ fn create_generates_a_random_id_when_none_is_given() {
         );
         assert_eq!(r["description"], "");
         assert_eq!(r["permissions"], json!([]));
+        assert_eq!(r["builtin"], false);
         assert_eq!(ok(&env.role, "get", json!({ "id": id })), *r);
     }
     assert_ne!(a["id"], b["id"]);
@@ -332,8 +401,10 @@ fn duplicate_names_are_rejected_case_insensitively() {
     assert_eq!(err.code, codes::CONFLICT, "{err}");
     assert_eq!(ok(role, "get", json!({ "id": "other" }))["name"], "Other");
     let after = all_roles(role);
-    assert_eq!(after["total"], 2);
-    assert_eq!(after["items"][0], before["items"][0]);
+    assert_eq!(after["total"], 3, "Administrator, Admins and Other");
+    assert_eq!(names(&after), [ADMIN_NAME, "Admins", "Other"]);
+    assert_eq!(item(&after, "admins"), item(&before, "admins"));
+    assert_eq!(item(&after, ADMIN), item(&before, ADMIN));
     env.host.shutdown();
 }
 
@@ -386,11 +457,11 @@ fn ids_are_validated_and_unique() {
     assert_eq!(err.details.as_ref().unwrap()["field"], "id");
     assert_eq!(ok(role, "get", json!({ "id": "admins" }))["name"], "Admins");
     let after = all_roles(role);
-    assert_eq!(after["total"], 3);
-    assert!(after["items"]
-        .as_array()
-        .unwrap()
-        .contains(&before["items"][0]));
+    assert_eq!(
+        after["total"], 4,
+        "the built-in role and three created ones"
+    );
+    assert_eq!(item(&after, "admins"), item(&before, "admins"));
     assert_eq!(
         ok(role, "list", json!({ "search": "another" }))["total"],
         0,
@@ -511,23 +582,26 @@ fn list_sorts_by_name_pages_and_searches() {
             json!({ "id": id, "name": name, "description": description }),
         );
     }
+    // The built-in "Administrator" sorts first ("ad" < "al").
     let all = ok(role, "list", json!({}));
-    assert_eq!(all["total"], 5);
+    assert_eq!(all["total"], 6);
     assert_eq!(
         names(&all),
-        ["Alpha", "bravo", "charlie", "Delta", "echo"],
+        [ADMIN_NAME, "Alpha", "bravo", "charlie", "Delta", "echo"],
         "sorted by name, case-insensitively"
     );
 
-    let page = ok(role, "list", json!({ "offset": 1, "limit": 2 }));
-    assert_eq!(page["total"], 5);
+    let page = ok(role, "list", json!({ "offset": 2, "limit": 2 }));
+    assert_eq!(page["total"], 6);
     assert_eq!(names(&page), ["bravo", "charlie"]);
-    let tail = ok(role, "list", json!({ "offset": 4, "limit": 2 }));
+    let head = ok(role, "list", json!({ "offset": 0, "limit": 2 }));
+    assert_eq!(names(&head), [ADMIN_NAME, "Alpha"]);
+    let tail = ok(role, "list", json!({ "offset": 5, "limit": 2 }));
     assert_eq!(names(&tail), ["echo"]);
     let past = ok(role, "list", json!({ "offset": 99 }));
-    assert_eq!(past, json!({ "items": [], "total": 5 }));
+    assert_eq!(past, json!({ "items": [], "total": 6 }));
     let huge = ok(role, "list", json!({ "offset": u64::MAX }));
-    assert_eq!(huge["total"], 5);
+    assert_eq!(huge["total"], 6);
 
     // Search matches id, name or description, case-insensitively.
     let first = ok(role, "list", json!({ "search": "first" }));
@@ -541,6 +615,14 @@ fn list_sorts_by_name_pages_and_searches() {
         names(&ok(role, "list", json!({ "search": "r3" }))),
         ["bravo"]
     );
+    // The built-in role is searchable like any other (id, name, description).
+    for needle in ["ADMIN", "administ", "every active"] {
+        assert_eq!(
+            names(&ok(role, "list", json!({ "search": needle }))),
+            [ADMIN_NAME],
+            "{needle}"
+        );
+    }
     let paged = ok(
         role,
         "list",
@@ -552,7 +634,7 @@ fn list_sorts_by_name_pages_and_searches() {
         ok(role, "list", json!({ "search": "zzz" })),
         json!({ "items": [], "total": 0 })
     );
-    assert_eq!(ok(role, "list", json!({ "search": "  " }))["total"], 5);
+    assert_eq!(ok(role, "list", json!({ "search": "  " }))["total"], 6);
 
     // Bad limits.
     for limit in [json!(0), json!(501), json!(100000)] {
@@ -565,8 +647,11 @@ fn list_sorts_by_name_pages_and_searches() {
         let err = fail(role, "list", json!({ "offset": bad }));
         assert_eq!(err.code, codes::INVALID_INPUT, "{err}");
     }
-    assert_eq!(ok(role, "list", json!({ "limit": 500 }))["total"], 5);
-    assert_eq!(names(&ok(role, "list", json!({ "limit": 1 }))), ["Alpha"]);
+    assert_eq!(ok(role, "list", json!({ "limit": 500 }))["total"], 6);
+    assert_eq!(
+        names(&ok(role, "list", json!({ "limit": 1 }))),
+        [ADMIN_NAME]
+    );
     env.host.shutdown();
 }
 
@@ -580,15 +665,18 @@ fn more_than_a_page_of_roles_is_listed_completely() {
             json!({ "id": format!("r{i:03}"), "name": format!("Role {i:03}") }),
         );
     }
+    // 120 created roles plus the built-in "Administrator", which sorts first.
     let first = ok(&env.role, "list", json!({}));
-    assert_eq!(first["total"], 120);
+    assert_eq!(first["total"], 121);
     assert_eq!(first["items"].as_array().unwrap().len(), 50);
     let mut seen = Vec::new();
-    for offset in (0..120).step_by(50) {
+    for offset in (0..121).step_by(50) {
         let page = ok(&env.role, "list", json!({ "offset": offset }));
         seen.extend(names(&page));
     }
-    let expected: Vec<String> = (0..120).map(|i| format!("Role {i:03}")).collect();
+    let expected: Vec<String> = std::iter::once(ADMIN_NAME.to_string())
+        .chain((0..120).map(|i| format!("Role {i:03}")))
+        .collect();
     assert_eq!(seen, expected);
     env.host.shutdown();
 }
@@ -623,7 +711,10 @@ fn renames_keep_the_name_index_consistent() {
     ok(role, "update", json!({ "id": "a", "name": "Writers" }));
     ok(role, "update", json!({ "id": "b", "name": "Viewers" }));
     let list = ok(role, "list", json!({}));
-    assert_eq!(names(&list), ["Editors", "readers", "Viewers", "Writers"]);
+    assert_eq!(
+        names(&list),
+        [ADMIN_NAME, "Editors", "readers", "Viewers", "Writers"]
+    );
     // The temporary name was released again.
     ok(role, "create", json!({ "name": "TMP" }));
     env.host.shutdown();
@@ -678,7 +769,7 @@ fn subjects_without_the_permission_are_refused_and_nothing_changes() {
     assert_eq!(all_roles(role), before);
     assert_eq!(
         ok(role, "get", json!({ "id": "admins" })),
-        before["items"][0]
+        *item(&before, "admins")
     );
     assert_eq!(role_events(&env.audit), events_before);
 
@@ -689,7 +780,7 @@ fn subjects_without_the_permission_are_refused_and_nothing_changes() {
         .unwrap();
     assert_eq!(got["name"], "Admins");
     let listed: Value = role.call_as(&reader, "list", &json!({})).unwrap();
-    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["total"], 2, "Administrator and Admins");
     let creator = user(&["role.create"]);
     let created: Value = role
         .call_as(&creator, "create", &json!({ "name": "By user" }))
@@ -720,7 +811,7 @@ fn subjects_without_the_permission_are_refused_and_nothing_changes() {
         permissions: ["role.read".to_string()].into_iter().collect(),
     });
     let listed: Value = role.call_as(&anon_reader, "list", &json!({})).unwrap();
-    assert_eq!(listed["total"], 1);
+    assert_eq!(names(&listed), [ADMIN_NAME, "By user"]);
     env.host.shutdown();
 }
 
@@ -941,13 +1032,16 @@ fn delete_then_get_is_not_found_and_the_name_is_free_again() {
         let err = fail(role, op, req);
         assert_eq!(err.code, codes::NOT_FOUND, "{op}: {err}");
     }
-    assert_eq!(names(&ok(role, "list", json!({}))), ["Keep"]);
+    assert_eq!(names(&ok(role, "list", json!({}))), [ADMIN_NAME, "Keep"]);
 
     // Both the name (any case) and the id can be used again.
     let again = ok(role, "create", json!({ "id": "temp", "name": "TEMPORARY" }));
     assert_eq!(again["name"], "TEMPORARY");
     assert_eq!(again["permissions"], json!([]));
-    assert_eq!(ok(role, "list", json!({}))["total"], 2);
+    assert_eq!(
+        names(&ok(role, "list", json!({}))),
+        [ADMIN_NAME, "Keep", "TEMPORARY"]
+    );
     env.host.shutdown();
 }
 
@@ -998,7 +1092,10 @@ fn concurrent_creates_of_one_name_yield_exactly_one_role() {
     for err in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(err.code, codes::CONFLICT, "{err}");
     }
-    assert_eq!(ok(&env.role, "list", json!({}))["total"], 1);
+    let list = ok(&env.role, "list", json!({}));
+    assert_eq!(list["total"], 2, "the built-in role and the one winner");
+    let winner = results.iter().find_map(|r| r.as_ref().ok()).unwrap();
+    assert_eq!(names(&list), [ADMIN_NAME, winner["name"].as_str().unwrap()]);
     env.host.shutdown();
 }
 
@@ -1060,8 +1157,9 @@ fn concurrent_changes_are_all_applied_and_the_index_stays_consistent() {
     assert_eq!(outcomes.iter().filter(|w| **w).count(), 1, "{outcomes:?}");
 
     let list = ok(role, "list", json!({}));
-    assert_eq!(list["total"], 5);
+    assert_eq!(list["total"], 6, "the built-in role and five created ones");
     let listed = names(&list);
+    assert_eq!(listed[0], ADMIN_NAME);
     assert_eq!(listed.iter().filter(|n| *n == "Target").count(), 1);
     assert!(listed.contains(&"Shared".to_string()));
     // Every old name of the renamed role is free, every current name taken.
@@ -1078,4 +1176,290 @@ fn concurrent_changes_are_all_applied_and_the_index_stays_consistent() {
     let err = fail(role, "create", json!({ "name": "target" }));
     assert_eq!(err.code, codes::CONFLICT, "{err}");
     env.host.shutdown();
+}
+
+#[test]
+fn the_builtin_admin_role_exists_and_holds_every_permission() {
+    let env = start();
+    let role = &env.role;
+    let declared = declared_permissions(&env.host);
+    for p in [
+        "role.read",
+        "role.delete",
+        "role.set_permissions",
+        "permission.read",
+        "audit.read",
+    ] {
+        assert!(declared.contains(&p.to_string()), "{p}: {declared:?}");
+    }
+
+    let admin = ok(role, "get", json!({ "id": ADMIN }));
+    assert_eq!(admin["id"], ADMIN);
+    assert_eq!(admin["name"], ADMIN_NAME);
+    assert_eq!(
+        admin["description"],
+        "Holds every permission of every active system."
+    );
+    assert_eq!(admin["builtin"], true);
+    assert_eq!(permissions(&admin), declared, "every declared id, sorted");
+    assert!(admin["created_at"].as_i64().unwrap() > 1_600_000_000_000);
+    assert_eq!(admin["updated_at"], admin["created_at"]);
+
+    // Listed (with the same filled-in permissions) like any other role.
+    assert_eq!(
+        ok(role, "list", json!({})),
+        json!({ "items": [admin.clone()], "total": 1 })
+    );
+    // It exists for `check` and resolves to every permission.
+    assert_eq!(
+        ok(role, "check", json!({ "ids": [ADMIN] })),
+        json!({ "unknown": [] })
+    );
+    assert_eq!(
+        ok(role, "permissions_of", json!({ "ids": [ADMIN] })),
+        json!({ "permissions": declared, "unknown": [] })
+    );
+    // Combined with other roles and unknown ids: still all of them, once.
+    ok(
+        role,
+        "create",
+        json!({ "id": "readers", "name": "Readers", "permissions": ["role.read"] }),
+    );
+    assert_eq!(
+        ok(
+            role,
+            "permissions_of",
+            json!({ "ids": ["readers", ADMIN, "ghost", ADMIN] })
+        ),
+        json!({ "permissions": declared, "unknown": ["ghost"] })
+    );
+    assert_eq!(
+        ok(role, "permissions_of", json!({ "ids": ["readers"] })),
+        json!({ "permissions": ["role.read"], "unknown": [] }),
+        "other roles do not gain every permission"
+    );
+
+    // Its id and name are taken like those of any role.
+    let before = all_roles(role);
+    let err = fail(role, "create", json!({ "id": ADMIN, "name": "Second" }));
+    assert_eq!(err.code, codes::CONFLICT, "{err}");
+    assert_eq!(err.details.as_ref().unwrap()["field"], "id");
+    let err = fail(role, "create", json!({ "name": "ADMINISTRATOR" }));
+    assert_eq!(err.code, codes::CONFLICT, "{err}");
+    assert_eq!(err.details.as_ref().unwrap()["field"], "name");
+    let err = fail(
+        role,
+        "update",
+        json!({ "id": "readers", "name": "administrator" }),
+    );
+    assert_eq!(err.code, codes::CONFLICT, "{err}");
+    assert_eq!(all_roles(role), before);
+    env.host.shutdown();
+}
+
+#[test]
+fn the_builtin_admin_role_cannot_be_deleted_or_have_its_permissions_set() {
+    let env = start();
+    let role = &env.role;
+    let admin = ok(role, "get", json!({ "id": ADMIN }));
+    let before = all_roles(role);
+    let events_before = role_events(&env.audit);
+    let declared = declared_permissions(&env.host);
+
+    let err = fail(role, "delete", json!({ "id": ADMIN }));
+    assert_eq!(err.code, codes::CONFLICT, "{err}");
+    assert!(err.message.contains("built-in"), "{err}");
+    assert!(err.message.contains(ADMIN), "{err}");
+    // Also for a caller holding `role.delete`: authorized, still refused.
+    let err = fail_as(
+        role,
+        &user(&["role.delete"]),
+        "delete",
+        json!({ "id": ADMIN }),
+    );
+    assert_eq!(err.code, codes::CONFLICT, "{err}");
+
+    // Any new permission set is refused: fewer, none, or even the same.
+    for perms in [json!([]), json!(["role.read"]), json!(declared.clone())] {
+        let err = fail(
+            role,
+            "set_permissions",
+            json!({ "id": ADMIN, "permissions": perms }),
+        );
+        assert_eq!(err.code, codes::CONFLICT, "{perms}: {err}");
+        assert!(err.message.contains("built-in"), "{err}");
+    }
+    let err = fail_as(
+        role,
+        &user(&["role.set_permissions"]),
+        "set_permissions",
+        json!({ "id": ADMIN, "permissions": [] }),
+    );
+    assert_eq!(err.code, codes::CONFLICT, "{err}");
+
+    // Still present and unchanged; nothing was published.
+    assert_eq!(ok(role, "get", json!({ "id": ADMIN })), admin);
+    assert_eq!(all_roles(role), before);
+    assert_eq!(
+        ok(role, "permissions_of", json!({ "ids": [ADMIN] })),
+        json!({ "permissions": declared, "unknown": [] })
+    );
+    assert_eq!(role_events(&env.audit), events_before);
+    env.host.shutdown();
+}
+
+#[test]
+fn the_builtin_admin_role_can_be_renamed() {
+    let env = start();
+    let role = &env.role;
+    let admin = ok(role, "get", json!({ "id": ADMIN }));
+    let declared = declared_permissions(&env.host);
+
+    let renamed = ok(
+        role,
+        "update",
+        json!({ "id": ADMIN, "name": "Superusers", "description": "May do anything" }),
+    );
+    assert_eq!(renamed["id"], ADMIN);
+    assert_eq!(renamed["name"], "Superusers");
+    assert_eq!(renamed["description"], "May do anything");
+    assert_eq!(
+        renamed["builtin"], true,
+        "a renamed built-in role stays built in"
+    );
+    assert_eq!(permissions(&renamed), declared);
+    assert_eq!(renamed["created_at"], admin["created_at"]);
+    assert!(renamed["updated_at"].as_i64() >= admin["updated_at"].as_i64());
+    assert_eq!(ok(role, "get", json!({ "id": ADMIN })), renamed);
+
+    let events = role_events(&env.audit);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "role.updated");
+    let payload = &events[0].1["role"];
+    assert_eq!(payload["id"], ADMIN);
+    assert_eq!(payload["name"], "Superusers");
+    assert_eq!(payload["builtin"], true);
+
+    // The old name is free, the new one taken; the rename changed nothing else.
+    let reused = ok(role, "create", json!({ "name": "administrator" }));
+    assert_eq!(reused["builtin"], false);
+    assert_eq!(reused["permissions"], json!([]));
+    let err = fail(role, "create", json!({ "name": "SUPERUSERS" }));
+    assert_eq!(err.code, codes::CONFLICT, "{err}");
+    let list = ok(role, "list", json!({}));
+    assert_eq!(names(&list), ["administrator", "Superusers"]);
+    assert_eq!(builtin_roles(&list), std::slice::from_ref(&renamed));
+    assert_eq!(
+        ok(role, "permissions_of", json!({ "ids": [ADMIN] }))["permissions"],
+        json!(declared)
+    );
+    // Description-only change and renaming back work too; still not deletable.
+    let described = ok(role, "update", json!({ "id": ADMIN, "description": "" }));
+    assert_eq!(described["description"], "");
+    assert_eq!(described["name"], "Superusers");
+    ok(role, "delete", json!({ "id": reused["id"] }));
+    let back = ok(role, "update", json!({ "id": ADMIN, "name": ADMIN_NAME }));
+    assert_eq!(back["name"], ADMIN_NAME);
+    assert_eq!(back["builtin"], true);
+    let err = fail(role, "delete", json!({ "id": ADMIN }));
+    assert_eq!(err.code, codes::CONFLICT, "{err}");
+    env.host.shutdown();
+}
+
+#[test]
+fn the_admin_role_is_seeded_once_across_restarts() {
+    let plugins = plugin_dir();
+    let data = tempfile::tempdir().unwrap();
+    let restart = |check: &dyn Fn(&Host, &SystemHandle)| {
+        let (host, role, audit) = start_on(&plugins, data.path());
+        check(&host, &role);
+        assert!(host.shutdown().is_empty());
+        drop((role, audit));
+        drop(host);
+    };
+
+    let seeded = std::cell::RefCell::new(Value::Null);
+    restart(&|_, role| {
+        let list = all_roles(role);
+        let builtin = builtin_roles(&list);
+        assert_eq!(builtin.len(), 1, "{list}");
+        assert_eq!(builtin[0]["id"], ADMIN);
+        ok(role, "create", json!({ "id": "custom", "name": "Custom" }));
+        *seeded.borrow_mut() = builtin[0].clone();
+    });
+    let seeded = seeded.into_inner();
+
+    // Second start: the same single built-in role, not seeded again.
+    restart(&|_, role| {
+        let list = all_roles(role);
+        assert_eq!(list["total"], 2, "{list}");
+        assert_eq!(builtin_roles(&list), std::slice::from_ref(&seeded));
+        let admin = ok(role, "get", json!({ "id": ADMIN }));
+        assert_eq!(admin["created_at"], seeded["created_at"]);
+        assert_eq!(admin, seeded);
+        // Rename it: a later start must not seed a new "Administrator".
+        ok(role, "update", json!({ "id": ADMIN, "name": "Root" }));
+    });
+
+    restart(&|_, role| {
+        let list = all_roles(role);
+        assert_eq!(names(&list), ["Custom", "Root"]);
+        let builtin = builtin_roles(&list);
+        assert_eq!(builtin.len(), 1, "{list}");
+        assert_eq!(builtin[0]["id"], ADMIN);
+        assert_eq!(builtin[0]["created_at"], seeded["created_at"]);
+        assert_eq!(builtin[0]["permissions"], seeded["permissions"]);
+    });
+}
+
+#[test]
+fn the_admin_role_gains_permissions_of_systems_activated_later() {
+    let plugins = PluginDir::with(&[
+        system_library("role"),
+        system_library("permission"),
+        system_library("license"),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let host = Host::builder()
+        .data_dir(data.path())
+        .plugin_dir(plugins.path())
+        .build()
+        .expect("host builds");
+    let role = host.activate("role").expect("role activates");
+    assert!(!host.is_active("license"));
+
+    let before = permissions(&ok(&role, "get", json!({ "id": ADMIN })));
+    assert_eq!(before, declared_permissions(&host));
+    assert!(before.contains(&"role.read".to_string()), "{before:?}");
+    assert!(
+        !before.iter().any(|p| p.starts_with("license.")),
+        "{before:?}"
+    );
+
+    host.activate("license").expect("license activates");
+    let declared = declared_permissions(&host);
+    for p in ["license.read", "license.manage", "license.assign"] {
+        assert!(declared.contains(&p.to_string()), "{p}: {declared:?}");
+    }
+    let admin = ok(&role, "get", json!({ "id": ADMIN }));
+    let after = permissions(&admin);
+    assert_eq!(after, declared);
+    assert!(after.contains(&"license.read".to_string()), "{after:?}");
+    assert!(
+        before.iter().all(|p| after.contains(p)),
+        "{before:?} ⊄ {after:?}"
+    );
+    assert_eq!(builtin_roles(&ok(&role, "list", json!({}))), [admin]);
+    assert_eq!(
+        ok(&role, "permissions_of", json!({ "ids": [ADMIN] })),
+        json!({ "permissions": declared, "unknown": [] })
+    );
+    // A created role may now hold the new permission; only admin holds all.
+    let r = ok(
+        &role,
+        "create",
+        json!({ "id": "auditors", "name": "Auditors", "permissions": ["license.read"] }),
+    );
+    assert_eq!(r["permissions"], json!(["license.read"]));
+    host.shutdown();
 }

@@ -47,6 +47,25 @@ pub enum Command {
     },
     /// Discover and resolve without activating; exit 1 listing every problem.
     Check,
+    /// Administration commands that work on a stopped host's data directory.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// `syshost admin …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an administrator account (holds the built-in `admin` role).
+    /// Reads the password from standard input (first line). Refuses while a
+    /// running host holds the data directory.
+    Create {
+        /// The administrator's login email.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -85,6 +104,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Systems { json } => systems(&config, json, cli.verbose),
         Command::Graph { dot } => graph(&config, dot, cli.verbose),
         Command::Check => check(&config, cli.verbose),
+        Command::Admin {
+            command: AdminCommand::Create { email },
+        } => admin_create(&config, &email),
     }
 }
 
@@ -108,11 +130,28 @@ fn print_discovery_errors(discovery: &Discovery, verbose: bool) {
     }
 }
 
-fn build_host(config: &Config) -> Result<Host, String> {
+fn site(config: &Config, bound: Option<std::net::SocketAddr>) -> crate::SiteInfo {
+    let public_url = match (&config.public_url, bound) {
+        (Some(url), _) => url.clone(),
+        (None, Some(addr)) => format!("http://{addr}"),
+        (None, None) => format!("http://{}", config.http.addr),
+    };
+    crate::SiteInfo {
+        product_name: config.product_name.clone(),
+        public_url,
+    }
+}
+
+fn host_builder(config: &Config, bound: Option<std::net::SocketAddr>) -> crate::HostBuilder {
     Host::builder()
         .data_dir(&config.data_dir)
         .plugin_dirs(config.effective_plugin_dirs())
         .mail(config.mail_settings())
+        .site(site(config, bound))
+}
+
+fn build_host(config: &Config) -> Result<Host, String> {
+    host_builder(config, None)
         .build()
         .map_err(|e| e.to_string())
 }
@@ -163,7 +202,18 @@ fn run_server(config: &Config) -> Result<ExitCode, String> {
         .thread_name("syshost")
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let host = build_host(config)?;
+    // Bind first: the bound address is the default public URL (port 0 too).
+    let addr = config.http.addr.clone();
+    let (listener, local) = runtime
+        .block_on(crate::http::bind(&addr))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let host = host_builder(config, Some(local))
+        .bootstrap_admin(crate::BootstrapAdmin {
+            email: config.admin.email.clone(),
+            password: config.admin.password.clone(),
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data_dir = %config.data_dir.display(),
@@ -185,11 +235,7 @@ fn run_server(config: &Config) -> Result<ExitCode, String> {
         tracing::error!("{summary}");
     }
     let router = crate::http::router(host.clone(), config.enable.clone());
-    let addr = config.http.addr.clone();
     let served = runtime.block_on(async move {
-        let (listener, local) = crate::http::bind(&addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         tracing::info!("listening on http://{local}");
         crate::http::serve(listener, router, shutdown_signal())
             .await
@@ -208,6 +254,36 @@ fn run_server(config: &Config) -> Result<ExitCode, String> {
             errors.len()
         ))
     }
+}
+
+fn admin_create(config: &Config, email: &str) -> Result<ExitCode, String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err("no password on standard input; pipe it in, e.g. `syshost admin create --email a@example.com < password.txt`".into());
+    }
+    let host = build_host(config)?;
+    let user = host.activate("user").map_err(|e| e.to_string())?;
+    let created: Result<serde_json::Value, _> = user.call(
+        "create",
+        &serde_json::json!({
+            "email": email,
+            "password": password,
+            "verified": true,
+            "roles": ["admin"],
+        }),
+    );
+    host.shutdown();
+    let created = created.map_err(|e| format!("cannot create the administrator: {e}"))?;
+    println!(
+        "created administrator {} (id {})",
+        created["email"].as_str().unwrap_or(email),
+        created["id"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

@@ -41,6 +41,20 @@ pub struct Config {
     /// `https://accounts.example.com`. Links are never built from a request's
     /// Host header.
     pub public_url: Option<String>,
+    /// Product name used in mail and pages.
+    pub product_name: String,
+    /// The first administrator, created by `syshost run` on an empty store.
+    pub admin: AdminConfig,
+}
+
+/// First-administrator settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Login email of the first administrator (default `admin@localhost`).
+    pub email: Option<String>,
+    /// Its password; unset: a one-time password is generated and logged once.
+    pub password: Option<String>,
 }
 
 /// Outbound mail settings.
@@ -82,6 +96,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             mail: MailConfig::default(),
             public_url: None,
+            product_name: "syshost".to_string(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -113,6 +129,9 @@ const KEYS: &[(&str, &str, EnvKind)] = &[
     ("mail.smtp_url", "SYSHOST_SMTP_URL", EnvKind::Text),
     ("mail.from", "SYSHOST_MAIL_FROM", EnvKind::Text),
     ("public_url", "SYSHOST_PUBLIC_URL", EnvKind::Text),
+    ("product_name", "SYSHOST_PRODUCT_NAME", EnvKind::Text),
+    ("admin.email", "SYSHOST_ADMIN_EMAIL", EnvKind::Text),
+    ("admin.password", "SYSHOST_ADMIN_PASSWORD", EnvKind::Text),
 ];
 
 /// Every config key with its environment variable, for docs and `--help`.
@@ -333,6 +352,9 @@ impl Config {
                     format!("'{}' is not a mailbox: {e}", self.mail.from),
                 )
             })?;
+        if self.product_name.trim().is_empty() || self.product_name.chars().any(char::is_control) {
+            return Err(invalid("product_name", "must be one non-empty line".into()));
+        }
         if let Some(url) = &self.public_url {
             let rest = url
                 .strip_prefix("https://")

@@ -39,7 +39,7 @@ pub mod subjects;
 
 pub use config::Config;
 pub use runtime::{
-    ActivationReport, Host, HostBuilder, HostError, RegisteredPermission, SystemHandle,
-    SystemState, SystemStatus,
+    ActivationReport, BootstrapAdmin, Host, HostBuilder, HostError, RegisteredPermission, SiteInfo,
+    SystemHandle, SystemState, SystemStatus,
 };
 pub use syshost_plugin_api::{CallContext, PluginError, Subject};

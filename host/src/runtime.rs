@@ -110,6 +110,35 @@ pub struct RegisteredPermission {
     pub plugin: String,
 }
 
+/// What plugins may know about the installation (host service `site`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SiteInfo {
+    /// Product name used in mail and pages.
+    pub product_name: String,
+    /// Public base URL for links, without a trailing slash.
+    pub public_url: String,
+}
+
+impl Default for SiteInfo {
+    fn default() -> Self {
+        SiteInfo {
+            product_name: "syshost".to_string(),
+            public_url: "http://127.0.0.1:8080".to_string(),
+        }
+    }
+}
+
+/// Credentials for the first administrator (host service `bootstrap_admin`).
+/// Only `syshost run` enables it; the user system creates the account when
+/// its store holds no user yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BootstrapAdmin {
+    /// Login email (default `admin@localhost`).
+    pub email: Option<String>,
+    /// Password; when absent a one-time password is generated and logged once.
+    pub password: Option<String>,
+}
+
 /// Builds a [`Host`].
 #[derive(Default)]
 pub struct HostBuilder {
@@ -119,6 +148,8 @@ pub struct HostBuilder {
     temporary_store: bool,
     mailer: Option<Arc<dyn Mailer>>,
     mail: Option<MailSettings>,
+    site: SiteInfo,
+    bootstrap_admin: Option<BootstrapAdmin>,
     clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
 }
 
@@ -163,6 +194,21 @@ impl HostBuilder {
     /// `<data dir>/outbox`).
     pub fn mail(mut self, settings: MailSettings) -> Self {
         self.mail = Some(settings);
+        self
+    }
+
+    /// Sets the product name and public base URL plugins use in links.
+    pub fn site(mut self, site: SiteInfo) -> Self {
+        self.site = SiteInfo {
+            public_url: site.public_url.trim_end_matches('/').to_string(),
+            ..site
+        };
+        self
+    }
+
+    /// Lets the user system create the first administrator on an empty store.
+    pub fn bootstrap_admin(mut self, admin: BootstrapAdmin) -> Self {
+        self.bootstrap_admin = Some(admin);
         self
     }
 
@@ -217,6 +263,8 @@ impl HostBuilder {
                 store,
                 mailer,
                 mail_service,
+                site: self.site,
+                bootstrap_admin: self.bootstrap_admin,
                 clock: self.clock,
                 data_dir,
                 discovery,
@@ -268,6 +316,8 @@ pub(crate) struct HostInner {
     store: Arc<dyn Store>,
     pub(crate) mailer: Arc<dyn Mailer>,
     mail_service: Option<Arc<MailService>>,
+    pub(crate) site: SiteInfo,
+    pub(crate) bootstrap_admin: Option<BootstrapAdmin>,
     clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
     data_dir: PathBuf,
     discovery: Discovery,
@@ -762,6 +812,9 @@ impl Host {
                     if let Ok(mut active) = self.inner.active.write() {
                         active.insert(id.clone(), plugin);
                     }
+                    // A new system can add permissions (the administrator
+                    // role holds all of them) or change who resolves users.
+                    self.inner.subjects.clear();
                     tracing::debug!(system = %id, %reason, "activated");
                     report.activated.push((id.clone(), reason));
                     // Events published while activating are delivered now

@@ -300,8 +300,22 @@ impl HostObj for PluginServices {
                         .map_err(|e| err(PluginError::from(e)))?;
                     Ok(RString::from(json))
                 }
+                "site" => serde_json::to_string(&host.site)
+                    .map(RString::from)
+                    .map_err(|e| err(PluginError::from(e))),
+                "bootstrap_admin" => {
+                    let answer = match &host.bootstrap_admin {
+                        Some(admin) => serde_json::json!({
+                            "enabled": true,
+                            "email": admin.email,
+                            "password": admin.password,
+                        }),
+                        None => serde_json::json!({ "enabled": false }),
+                    };
+                    Ok(RString::from(answer.to_string()))
+                }
                 other => Err(err(PluginError::not_found(format!(
-                    "this host offers no service named '{other}' (known: permissions)"
+                    "this host offers no service named '{other}' (known: permissions, site, bootstrap_admin)"
                 )))),
             }
         };

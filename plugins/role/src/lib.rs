@@ -39,6 +39,14 @@ const ROLE_PREFIX: &str = "role/";
 const NAME_PREFIX: &str = "name/";
 /// How often a conditional write is retried when a concurrent change won.
 const MAX_ATTEMPTS: usize = 32;
+/// Id of the built-in administrator role.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// One entry of the host's permission registry.
+#[derive(serde::Deserialize)]
+struct RegisteredPermission {
+    id: String,
+}
 
 fn role_key(id: &str) -> String {
     format!("{ROLE_PREFIX}{id}")
@@ -169,7 +177,9 @@ impl Plugin for RoleSystem {
     }
 
     fn activate(host: Host) -> Result<Self, PluginError> {
-        Ok(RoleSystem { host })
+        let system = RoleSystem { host };
+        system.seed_admin_role()?;
+        Ok(system)
     }
 }
 
@@ -187,6 +197,53 @@ impl RoleSystem {
             PluginError::storage(format!("stored record of role '{id}' is not valid: {e}"))
         })?;
         Ok(Some((bytes, role)))
+    }
+
+    /// Creates the built-in administrator role once (idempotent; racing
+    /// activations agree through the batch preconditions).
+    fn seed_admin_role(&self) -> Result<(), PluginError> {
+        if self.store().get(role_key(ADMIN_ROLE))?.is_some() {
+            return Ok(());
+        }
+        let now = self.host.now_unix_ms();
+        let role = Role {
+            id: ADMIN_ROLE.to_string(),
+            name: "Administrator".to_string(),
+            description: "Holds every permission of every active system.".to_string(),
+            permissions: Vec::new(),
+            builtin: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let bytes = serde_json::to_vec(&role)?;
+        let result = self
+            .store()
+            .batch()
+            .expect_absent(role_key(ADMIN_ROLE))
+            .expect_absent(name_key(&role.name))
+            .put(role_key(ADMIN_ROLE), &bytes)
+            .put(name_key(&role.name), ADMIN_ROLE.as_bytes())
+            .commit()?;
+        if result == BatchResult::Committed {
+            self.host
+                .publish("role.created", &RoleEvent { role: &role })?;
+        }
+        Ok(())
+    }
+
+    /// Every permission id the active systems declare.
+    fn all_permissions(&self) -> Result<Vec<String>, PluginError> {
+        let registry: Vec<RegisteredPermission> = self.host.service("permissions", &NoInput {})?;
+        Ok(registry.into_iter().map(|p| p.id).collect())
+    }
+
+    /// The role as callers see it (the administrator role's permission set
+    /// is filled in from the registry).
+    fn presented(&self, mut role: Role) -> Result<Role, PluginError> {
+        if role.builtin {
+            role.permissions = self.all_permissions()?;
+        }
+        Ok(role)
     }
 
     /// Rejects permission ids that no active plugin declares.
@@ -235,6 +292,7 @@ impl RoleSystem {
                 name: name.clone(),
                 description: description.clone(),
                 permissions: permissions.clone(),
+                builtin: false,
                 created_at: now,
                 updated_at: now,
             };
@@ -270,9 +328,11 @@ impl RoleSystem {
 
     fn get(&self, req: IdRequest, _: &CallContext) -> Result<Role, PluginError> {
         validate::id(&req.id)?;
-        self.load(&req.id)?
+        let role = self
+            .load(&req.id)?
             .map(|(_, role)| role)
-            .ok_or_else(|| not_found(&req.id))
+            .ok_or_else(|| not_found(&req.id))?;
+        self.presented(role)
     }
 
     fn list(&self, req: ListRequest, _: &CallContext) -> Result<ListResponse, PluginError> {
@@ -297,7 +357,7 @@ impl RoleSystem {
                 for id in ids.iter().skip(offset).take(limit) {
                     // A role deleted between the scan and this read is skipped.
                     if let Some((_, role)) = self.load(id)? {
-                        items.push(role);
+                        items.push(self.presented(role)?);
                     }
                 }
                 Ok(ListResponse {
@@ -320,7 +380,7 @@ impl RoleSystem {
                     }
                     let position = usize::try_from(total).unwrap_or(usize::MAX);
                     if position >= offset && items.len() < limit {
-                        items.push(role);
+                        items.push(self.presented(role)?);
                     }
                     total += 1;
                 }
@@ -337,14 +397,15 @@ impl RoleSystem {
             .as_deref()
             .map(validate::description)
             .transpose()?;
-        self.modify(&req.id, |role| {
+        let role = self.modify(&req.id, |role| {
             if let Some(name) = &name {
                 role.name.clone_from(name);
             }
             if let Some(description) = &description {
                 role.description.clone_from(description);
             }
-        })
+        })?;
+        self.presented(role)
     }
 
     fn set_permissions(
@@ -354,8 +415,15 @@ impl RoleSystem {
     ) -> Result<Role, PluginError> {
         validate::id(&req.id)?;
         let permissions = validate::permission_set(req.permissions);
-        if self.load(&req.id)?.is_none() {
-            return Err(not_found(&req.id));
+        match self.load(&req.id)? {
+            None => return Err(not_found(&req.id)),
+            Some((_, role)) if role.builtin => {
+                return Err(PluginError::conflict(format!(
+                    "the permissions of the built-in role '{}' cannot be changed: it always holds every permission",
+                    role.id
+                )))
+            }
+            Some(_) => {}
         }
         self.check_permissions(&permissions)?;
         self.modify(&req.id, |role| role.permissions.clone_from(&permissions))
@@ -408,6 +476,11 @@ impl RoleSystem {
         let store = self.store();
         for _ in 0..MAX_ATTEMPTS {
             let (old_bytes, old) = self.load(id)?.ok_or_else(|| not_found(id))?;
+            if old.builtin {
+                return Err(PluginError::conflict(format!(
+                    "the built-in role '{id}' cannot be deleted"
+                )));
+            }
             let name = name_key(&old.name);
             let result = store
                 .batch()
@@ -447,6 +520,7 @@ impl RoleSystem {
     ) -> Result<PermissionsOfResponse, PluginError> {
         let mut permissions = BTreeSet::new();
         let mut unknown = BTreeSet::new();
+        let mut all = false;
         for id in req.ids.into_iter().collect::<BTreeSet<String>>() {
             let role = if validate::is_slug(&id) {
                 self.load(&id)?
@@ -454,11 +528,17 @@ impl RoleSystem {
                 None
             };
             match role {
-                Some((_, role)) => permissions.extend(role.permissions),
+                Some((_, role)) => {
+                    all |= role.builtin;
+                    permissions.extend(role.permissions);
+                }
                 None => {
                     unknown.insert(id);
                 }
             }
+        }
+        if all {
+            permissions.extend(self.all_permissions()?);
         }
         Ok(PermissionsOfResponse {
             permissions: permissions.into_iter().collect(),

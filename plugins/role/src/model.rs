@@ -16,7 +16,14 @@ pub struct Role {
     /// Free text, at most 1000 characters (may be empty).
     pub description: String,
     /// Permission ids granted by the role, sorted and without duplicates.
+    /// For the built-in administrator role: every permission any active
+    /// system declares, computed when it is read.
     pub permissions: Vec<String>,
+    /// The built-in administrator role: cannot be deleted, and its
+    /// permissions are always all permissions (including those of systems
+    /// activated later).
+    #[serde(default)]
+    pub builtin: bool,
     /// Creation time, ms since the Unix epoch.
     pub created_at: i64,
     /// Time of the last change, ms since the Unix epoch.
