@@ -1,7 +1,8 @@
 //! Authorization through the real host: the permission registry, the
 //! resolved-subject cache and its invalidation, and denied calls changing
-//! nothing. The subject provider here is the `directory` fixture (users with
-//! roles); User Management takes that role in production.
+//! nothing. The cache mechanics are observed through the `directory`
+//! fixture (a provider that counts its resolutions); the rest uses the real
+//! provider, User Management.
 
 use serde_json::{json, Value};
 use syshost::Host;
@@ -9,14 +10,17 @@ use syshost_plugin_api::{codes, NoInput};
 use syshost_test_support::{fixture_library, PluginDir};
 
 fn start(plugins: &PluginDir, data: &std::path::Path) -> Host {
+    start_with(plugins, data, &["directory", "group"])
+}
+
+fn start_with(plugins: &PluginDir, data: &std::path::Path, enable: &[&str]) -> Host {
     let host = Host::builder()
         .data_dir(data)
         .plugin_dir(plugins.path())
         .build()
         .unwrap();
-    // `user` registers the `user` settings section whose anonymous_roles the
-    // directory fixture reads.
-    let report = host.activate_all(&["directory".into(), "user".into()]);
+    let enable: Vec<String> = enable.iter().map(|s| s.to_string()).collect();
+    let report = host.activate_all(&enable);
     assert!(report.is_ok(), "{report:?}");
     host
 }
@@ -156,9 +160,9 @@ fn cached_permissions_follow_role_changes_immediately() {
 
 #[test]
 fn anonymous_permissions_follow_the_settings() {
-    let plugins = PluginDir::systems_and(&[fixture_library("directory")]);
+    let plugins = PluginDir::systems_and(&[]);
     let data = tempfile::tempdir().unwrap();
-    let host = start(&plugins, data.path());
+    let host = start_with(&plugins, data.path(), &["user"]);
     system(
         &host,
         "role",
@@ -193,16 +197,21 @@ fn anonymous_permissions_follow_the_settings() {
 
 #[test]
 fn a_denied_call_changes_nothing() {
-    let plugins = PluginDir::systems_and(&[fixture_library("directory")]);
+    let plugins = PluginDir::systems_and(&[]);
     let data = tempfile::tempdir().unwrap();
-    let host = start(&plugins, data.path());
-    system(
+    let host = start_with(&plugins, data.path(), &["user"]);
+    let created = system(
         &host,
-        "directory",
-        "set_user",
-        json!({ "user_id": "u2", "roles": [], "permissions": ["group.read"] }),
+        "user",
+        "create",
+        json!({ "email": "reader@example.test", "password": "a long enough passphrase", "permissions": ["group.read"] }),
     );
-    let ctx = host.context_for(Some("u2")).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let ctx = host.context_for(Some(&id)).unwrap();
+    assert!(host
+        .subject(Some(&id))
+        .unwrap()
+        .has_permission("group.read"));
     let role = host.system("role").unwrap();
     let err = role
         .call_as::<_, Value>(&ctx, "create", &json!({ "id": "sneaky", "name": "Sneaky" }))

@@ -179,10 +179,12 @@ impl SmtpSink {
             if let Ok(entries) = std::fs::read_dir(self.maildir.path().join("Maildir").join(sub)) {
                 let mut paths: Vec<PathBuf> =
                     entries.filter_map(Result::ok).map(|e| e.path()).collect();
-                paths.sort();
+                // Maildir names start `<seconds>.M<microseconds>P…`; the
+                // microseconds are not zero-padded, so sort numerically.
+                paths.sort_by_key(|p| maildir_order(p));
                 for p in paths {
                     if let Ok(text) = std::fs::read_to_string(&p) {
-                        out.push(text);
+                        out.push(decode_quoted_printable(&text));
                     }
                 }
             }
@@ -232,4 +234,104 @@ fn smtp_python() -> PathBuf {
         return venv;
     }
     PathBuf::from("python3")
+}
+
+impl SmtpSink {
+    /// Messages addressed to `to` (by the envelope recipient header the
+    /// sink adds, or the `To:` header).
+    pub fn messages_to(&self, to: &str) -> Vec<String> {
+        let needle = to.to_lowercase();
+        self.messages()
+            .into_iter()
+            .filter(|m| {
+                m.lines().take_while(|l| !l.is_empty()).any(|l| {
+                    let lower = l.to_lowercase();
+                    (lower.starts_with("to:") || lower.starts_with("x-rcptto:"))
+                        && lower.contains(&needle)
+                })
+            })
+            .collect()
+    }
+
+    /// Waits for the `n`-th message to `to` and returns it.
+    pub fn wait_for_to(&self, to: &str, n: usize, timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let messages = self.messages_to(to);
+            if messages.len() >= n {
+                return messages[n - 1].clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} message(s) to {to}, got {} within {timeout:?}",
+                messages.len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+/// The one-time code in a mail (`Code: XXXX-XXXX` in its text part).
+pub fn code_in(mail: &str) -> String {
+    mail.lines()
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix("Code: ")?;
+            let code: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            (code.len() == 9).then_some(code)
+        })
+        .unwrap_or_else(|| panic!("no code in mail:\n{mail}"))
+}
+
+/// The `Subject:` header of a raw mail.
+pub fn subject_of(mail: &str) -> String {
+    mail.lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Undoes quoted-printable transfer encoding (soft line breaks and `=XX`
+/// escapes) so tests can search mail bodies as plain text. Sequences that
+/// are not valid escapes are kept as they are.
+pub fn decode_quoted_printable(text: &str) -> String {
+    let text = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn maildir_order(path: &Path) -> (u64, u64, String) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = name.splitn(2, '.');
+    let secs = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let micros = parts
+        .next()
+        .and_then(|rest| rest.strip_prefix('M'))
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    (secs, micros, name)
 }

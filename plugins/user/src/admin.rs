@@ -1,0 +1,1051 @@
+//! Administrative operations: the account lifecycle (create, get, list,
+//! contact, status, verification, email, password, delete), role / group /
+//! permission / license assignment, and export.
+//!
+//! Every handler validates its whole request before it writes anything, so
+//! a rejected request changes nothing; every write goes through the atomic
+//! helpers of [`crate::store`]; events are published after the write.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use syshost_plugin_api::{CallContext, PluginError};
+
+use crate::codes::{self, CodeRecord};
+use crate::email;
+use crate::model::{
+    change, ChangeEmailRequest, ConsentEntry, CreateRequest, CreatedEvent, Ctx, DeleteRequest,
+    DeleteResponse, DeletedEvent, Empty, ExportFormat, ExportRequest, ExportResponse, IdRequest,
+    LicenseRequest, ListRequest, ListResponse, PasswordChangedEvent, RequirePasswordChangeRequest,
+    SetGroupsRequest, SetPasswordRequest, SetPermissionsRequest, SetRolesRequest, SetStatusRequest,
+    SetVerifiedRequest, SortKey, SortOrder, StateName, Status, StatusFilter, UpdateContactRequest,
+    UpdatedEvent, User, UserRecord,
+};
+use crate::password::{self, PasswordPolicy};
+use crate::profile::Profile;
+use crate::store::{self, Inserted, Op, PURPOSE_RESET, PURPOSE_VERIFY};
+
+/// Lifetime of the "set your password" code of an account created without
+/// a password (24 h).
+pub const SETUP_CODE_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+/// Lifetime of an e-mail verification code (48 h).
+pub const VERIFY_CODE_LIFETIME_MS: i64 = 48 * 60 * 60 * 1000;
+/// Most ids a role, group or permission set may hold.
+pub const MAX_SET_SIZE: usize = 1000;
+/// Longest `search` text of `list`, in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
+/// Longest password accepted as input at all (bytes), before any policy.
+pub const MAX_PASSWORD_BYTES: usize = 16 * 1024;
+
+// ---------------------------------------------------------------------------
+// Validation helpers
+// ---------------------------------------------------------------------------
+
+/// Whether `s` is a slug: `^[a-z0-9][a-z0-9_-]{0,63}$`.
+pub fn is_slug(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// Checks that `id` (request field `field`) is a syntactically valid id.
+pub fn check_id(field: &str, id: &str) -> Result<(), PluginError> {
+    if is_slug(id) {
+        Ok(())
+    } else {
+        Err(PluginError::invalid_field(
+            field,
+            format!(
+                "{field} '{}' is not a valid id (lowercase letters, digits, '_' and '-', at most 64 characters)",
+                store::shorten(id)
+            ),
+        ))
+    }
+}
+
+/// Deduplicates and sorts a set of ids given in request field `field`.
+fn id_set(field: &str, ids: Vec<String>) -> Result<BTreeSet<String>, PluginError> {
+    let set: BTreeSet<String> = ids.into_iter().collect();
+    if set.len() > MAX_SET_SIZE {
+        return Err(PluginError::invalid_field(
+            field,
+            format!("{field} may hold at most {MAX_SET_SIZE} ids"),
+        ));
+    }
+    Ok(set)
+}
+
+/// Response of the `check` operations of role, group and permission.
+#[derive(Debug, Deserialize)]
+struct CheckResponse {
+    unknown: Vec<String>,
+}
+
+/// Rejects the ids of `set` that `<system>.check` does not know, naming
+/// them (`invalid_input`, details `{"field", "unknown": [..]}`).
+fn check_refs(
+    ctx: &Ctx,
+    system: &str,
+    field: &str,
+    what: &str,
+    set: &BTreeSet<String>,
+) -> Result<(), PluginError> {
+    if set.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&String> = set.iter().collect();
+    let resp: CheckResponse = ctx
+        .host
+        .call(system, "check", &serde_json::json!({ "ids": ids }))?;
+    if resp.unknown.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = resp
+        .unknown
+        .iter()
+        .take(20)
+        .map(|id| format!("'{}'", store::shorten(id)))
+        .collect();
+    let more = if resp.unknown.len() > 20 {
+        format!(" and {} more", resp.unknown.len() - 20)
+    } else {
+        String::new()
+    };
+    Err(PluginError::invalid_field(
+        field,
+        format!("unknown {what} ids: {}{more}", listed.join(", ")),
+    )
+    .with_details(serde_json::json!({ "field": field, "unknown": resp.unknown })))
+}
+
+/// The password policy of the current `user` settings.
+pub fn password_policy(ctx: &Ctx) -> Result<PasswordPolicy, PluginError> {
+    let settings = ctx.settings()?;
+    let policy = settings
+        .get("password_policy")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    Ok(PasswordPolicy::from_settings(&policy))
+}
+
+/// Checks `password` against the policy (for the account `address`).
+fn check_password(ctx: &Ctx, password: &str, address: &str) -> Result<(), PluginError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(PluginError::invalid_field(
+            "password",
+            "password is too long",
+        ));
+    }
+    password_policy(ctx)?.check(password, address)
+}
+
+/// A new one-time code for `purpose`: the plain code (to mail) and its
+/// stored record.
+pub fn issue_code(
+    ctx: &Ctx,
+    user_id: &str,
+    purpose: &str,
+    lifetime_ms: i64,
+) -> Result<(String, CodeRecord), PluginError> {
+    let code = codes::new_code()?;
+    let record = CodeRecord::new(
+        ctx.code_key.as_slice(),
+        purpose,
+        user_id,
+        &codes::normalize_code(&code),
+        ctx.now(),
+        lifetime_ms,
+    );
+    Ok((code, record))
+}
+
+/// The names of the visible fields that differ between two records, for
+/// `user.updated`.
+pub fn changes_between(before: &UserRecord, after: &UserRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |changed: bool, name: &str| {
+        if changed {
+            out.push(name.to_string());
+        }
+    };
+    note(before.profile != after.profile, change::PROFILE);
+    note(before.status != after.status, change::STATUS);
+    note(before.email != after.email, change::EMAIL);
+    note(before.roles != after.roles, change::ROLES);
+    note(before.groups != after.groups, change::GROUPS);
+    note(before.permissions != after.permissions, change::PERMISSIONS);
+    note(
+        before.email_verified != after.email_verified,
+        change::VERIFICATION,
+    );
+    note(
+        before.require_password_change != after.require_password_change,
+        change::PASSWORD_REQUIRED,
+    );
+    note(before.consents != after.consents, change::CONSENTS);
+    note(before.avatar != after.avatar, change::AVATAR);
+    out
+}
+
+/// Publishes `user.updated` for a written change that altered visible
+/// fields (nothing when nothing visible changed).
+pub fn publish_updated(ctx: &Ctx, modified: &store::Modified) -> Result<(), PluginError> {
+    if !modified.written {
+        return Ok(());
+    }
+    let changes = changes_between(&modified.before, &modified.after);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    ctx.host.publish(
+        "user.updated",
+        &UpdatedEvent {
+            user_id: modified.after.id.clone(),
+            changes,
+        },
+    )
+}
+
+/// The public view of a record now.
+fn view(ctx: &Ctx, record: &UserRecord) -> User {
+    User::from_record(record, ctx.now())
+}
+
+// ---------------------------------------------------------------------------
+// create
+// ---------------------------------------------------------------------------
+
+/// Everything needed to open an account (admin `create` and, later,
+/// self-registration). Every field is validated by [`create_account`].
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount {
+    /// The address as given (normalized and validated here).
+    pub email: String,
+    /// The initial password (policy-checked); `None`: the account has no
+    /// password, must set one, and gets a 24 h `reset` code to do so.
+    pub password: Option<String>,
+    /// Mark the address as confirmed.
+    pub verified: bool,
+    /// Issue a 48 h `verify` code (only when not `verified`).
+    pub issue_verify_code: bool,
+    /// Contact and profile data (validated here).
+    pub profile: Profile,
+    /// Role ids (checked with `role.check`).
+    pub roles: Vec<String>,
+    /// Group ids (checked with `group.check`).
+    pub groups: Vec<String>,
+    /// Permission ids (checked with `permission.check`).
+    pub permissions: Vec<String>,
+    /// Initial consent history.
+    pub consents: BTreeMap<String, Vec<ConsentEntry>>,
+}
+
+/// The new account and the plain one-time codes created with it (never
+/// serialized: only the user goes back to the caller; the codes are for the
+/// mails).
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedUser {
+    /// The new account.
+    #[serde(flatten)]
+    pub user: User,
+    /// The plain `reset` code of an account created without a password.
+    #[serde(skip)]
+    pub setup_code: Option<String>,
+    /// The plain `verify` code, when one was issued.
+    #[serde(skip)]
+    pub verify_code: Option<String>,
+}
+
+/// Validates and stores a new account atomically, then publishes
+/// `user.created`. A taken address (compared by [`email::key`]) is
+/// `conflict` naming `email`; nothing is stored on any error.
+pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, PluginError> {
+    let address = email::normalize(&account.email)?;
+    if let Some(pw) = &account.password {
+        check_password(ctx, pw, &address)?;
+    }
+    let profile = account.profile.validated()?;
+    let roles = id_set("roles", account.roles)?;
+    let groups = id_set("groups", account.groups)?;
+    let permissions = id_set("permissions", account.permissions)?;
+    // Cheap local rejection before the cross-plugin checks and the hash.
+    if store::id_by_email(&ctx.store(), &address)?.is_some() {
+        return Err(store::email_taken(&address));
+    }
+    check_refs(ctx, "role", "roles", "role", &roles)?;
+    check_refs(ctx, "group", "groups", "group", &groups)?;
+    check_refs(ctx, "permission", "permissions", "permission", &permissions)?;
+    let credential = match &account.password {
+        Some(pw) => Some(password::hash(pw)?),
+        None => None,
+    };
+
+    let store = ctx.store();
+    for _ in 0..store::MAX_ATTEMPTS {
+        let id = codes::new_id()?;
+        let now = ctx.now();
+        let record = UserRecord {
+            id: id.clone(),
+            email: address.clone(),
+            status: Status::Enabled,
+            email_verified: account.verified,
+            require_password_change: credential.is_none(),
+            created_at: now,
+            updated_at: now,
+            password_changed_at: credential.as_ref().map(|_| now),
+            last_login_at: None,
+            profile: profile.clone(),
+            avatar: None,
+            roles: roles.clone(),
+            groups: groups.clone(),
+            permissions: permissions.clone(),
+            consents: account.consents.clone(),
+            rev: 0,
+        };
+        let mut code_records = Vec::new();
+        let mut setup_code = None;
+        let mut verify_code = None;
+        if credential.is_none() {
+            let (code, rec) = issue_code(ctx, &id, PURPOSE_RESET, SETUP_CODE_LIFETIME_MS)?;
+            setup_code = Some(code);
+            code_records.push((PURPOSE_RESET, rec));
+        }
+        if account.issue_verify_code && !account.verified {
+            let (code, rec) = issue_code(ctx, &id, PURPOSE_VERIFY, VERIFY_CODE_LIFETIME_MS)?;
+            verify_code = Some(code);
+            code_records.push((PURPOSE_VERIFY, rec));
+        }
+        match store::insert(&store, &record, credential.as_deref(), &code_records)? {
+            Inserted::Committed => {
+                ctx.host.publish(
+                    "user.created",
+                    &CreatedEvent {
+                        user_id: id.clone(),
+                    },
+                )?;
+                return Ok(CreatedUser {
+                    user: view(ctx, &record),
+                    setup_code,
+                    verify_code,
+                });
+            }
+            Inserted::IdTaken => continue,
+            Inserted::EmailTaken => return Err(store::email_taken(&address)),
+        }
+    }
+    Err(PluginError::internal(
+        "could not generate an unused user id",
+    ))
+}
+
+/// `create` (permission `user.create`): opens an account.
+pub fn create(ctx: &Ctx, req: CreateRequest, _: &CallContext) -> Result<CreatedUser, PluginError> {
+    let notify = req.notify;
+    let created = create_account(
+        ctx,
+        NewAccount {
+            email: req.email,
+            password: req.password,
+            verified: req.verified,
+            issue_verify_code: notify,
+            profile: req.profile.unwrap_or_default(),
+            roles: req.roles.unwrap_or_default(),
+            groups: req.groups.unwrap_or_default(),
+            permissions: req.permissions.unwrap_or_default(),
+            consents: BTreeMap::new(),
+        },
+    )?;
+    let site = crate::mails::Site::from_host(&ctx.host)?;
+    if let Some(code) = &created.setup_code {
+        // No password yet: the mail carries the code to choose one.
+        ctx.host.send_mail(&crate::mails::account_created(
+            &site,
+            &created.user.email,
+            Some(code),
+            SETUP_CODE_LIFETIME_MS / 3_600_000,
+        ))?;
+    } else if notify {
+        ctx.host.send_mail(&crate::mails::account_created(
+            &site,
+            &created.user.email,
+            None,
+            SETUP_CODE_LIFETIME_MS / 3_600_000,
+        ))?;
+        if let Some(code) = &created.verify_code {
+            ctx.host.send_mail(&crate::mails::verify_email(
+                &site,
+                &created.user.email,
+                code,
+                VERIFY_CODE_LIFETIME_MS / 3_600_000,
+            ))?;
+        }
+    }
+    Ok(created)
+}
+
+// ---------------------------------------------------------------------------
+// get / list
+// ---------------------------------------------------------------------------
+
+/// `get` (permission `user.read`): one user.
+pub fn get(ctx: &Ctx, req: IdRequest, _: &CallContext) -> Result<User, PluginError> {
+    check_id("id", &req.id)?;
+    let (_, record) = store::load_existing(&ctx.store(), &req.id)?;
+    Ok(view(ctx, &record))
+}
+
+fn matches_status(filter: StatusFilter, status: &Status, now: i64) -> bool {
+    match filter {
+        StatusFilter::Enabled => !matches!(status, Status::Disabled),
+        StatusFilter::Disabled => matches!(status, Status::Disabled),
+        StatusFilter::Expired => status.is_expired(now),
+        StatusFilter::Active => status.is_active(now),
+    }
+}
+
+fn lower(s: &Option<String>) -> String {
+    s.as_deref().unwrap_or("").to_lowercase()
+}
+
+fn matches_search(needle: &str, record: &UserRecord) -> bool {
+    record.email.to_lowercase().contains(needle)
+        || lower(&record.profile.first_name).contains(needle)
+        || lower(&record.profile.last_name).contains(needle)
+}
+
+/// `list` (permission `user.read`): users filtered by search text, status,
+/// role and group, sorted and paged.
+pub fn list(ctx: &Ctx, req: ListRequest, _: &CallContext) -> Result<ListResponse, PluginError> {
+    if req.limit == 0 || req.limit > 500 {
+        return Err(PluginError::invalid_field(
+            "limit",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let search = match req.search.as_deref().map(str::trim) {
+        Some(s) if s.chars().count() > MAX_SEARCH_CHARS => {
+            return Err(PluginError::invalid_field(
+                "search",
+                format!("search must be at most {MAX_SEARCH_CHARS} characters"),
+            ))
+        }
+        Some(s) if !s.is_empty() => Some(s.to_lowercase()),
+        _ => None,
+    };
+    if let Some(role) = &req.role {
+        check_id("role", role)?;
+    }
+    if let Some(group) = &req.group {
+        check_id("group", group)?;
+    }
+    let sort = req.sort.unwrap_or_default();
+    let order = req.order.unwrap_or_default();
+    let offset = usize::try_from(req.offset).unwrap_or(usize::MAX);
+    let limit = usize::try_from(req.limit).unwrap_or(500);
+    let store = ctx.store();
+    let now = ctx.now();
+
+    let unfiltered = search.is_none() && req.status.is_none();
+    let ids: Vec<String> = match (&req.role, &req.group) {
+        (Some(role), Some(group)) => {
+            let members: BTreeSet<String> =
+                store::member_ids(&store, &store::group_members_prefix(group))?
+                    .into_iter()
+                    .collect();
+            store::member_ids(&store, &store::role_members_prefix(role))?
+                .into_iter()
+                .filter(|id| members.contains(id))
+                .collect()
+        }
+        (Some(role), None) => store::member_ids(&store, &store::role_members_prefix(role))?,
+        (None, Some(group)) => store::member_ids(&store, &store::group_members_prefix(group))?,
+        (None, None) => store::all_ids(&store)?,
+    };
+
+    // Fast path: every user in creation order needs no record but the page.
+    if unfiltered && sort == SortKey::CreatedAt && req.role.is_none() && req.group.is_none() {
+        let total = ids.len() as u64;
+        let ordered: Box<dyn Iterator<Item = &String>> = match order {
+            SortOrder::Asc => Box::new(ids.iter()),
+            SortOrder::Desc => Box::new(ids.iter().rev()),
+        };
+        let mut items = Vec::new();
+        for id in ordered.skip(offset).take(limit) {
+            // A user deleted between the scan and this read is skipped.
+            if let Some((_, record)) = store::load(&store, id)? {
+                items.push(view(ctx, &record));
+            }
+        }
+        return Ok(ListResponse { items, total });
+    }
+
+    let mut records = Vec::new();
+    for id in &ids {
+        let Some((_, record)) = store::load(&store, id)? else {
+            continue;
+        };
+        if let Some(filter) = req.status {
+            if !matches_status(filter, &record.status, now) {
+                continue;
+            }
+        }
+        if let Some(needle) = &search {
+            if !matches_search(needle, &record) {
+                continue;
+            }
+        }
+        records.push(record);
+    }
+    match sort {
+        SortKey::Email => records.sort_by_cached_key(|r| (email::key(&r.email), r.id.clone())),
+        SortKey::Name => records.sort_by_cached_key(|r| {
+            (
+                lower(&r.profile.last_name),
+                lower(&r.profile.first_name),
+                email::key(&r.email),
+                r.id.clone(),
+            )
+        }),
+        SortKey::CreatedAt => records.sort_by_cached_key(|r| (r.created_at, r.id.clone())),
+    }
+    if order == SortOrder::Desc {
+        records.reverse();
+    }
+    let total = records.len() as u64;
+    let items = records
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| view(ctx, r))
+        .collect();
+    Ok(ListResponse { items, total })
+}
+
+// ---------------------------------------------------------------------------
+// Single-field changes
+// ---------------------------------------------------------------------------
+
+/// `update_contact` (permission `user.update`): replaces the profile.
+pub fn update_contact(
+    ctx: &Ctx,
+    req: UpdateContactRequest,
+    _: &CallContext,
+) -> Result<User, PluginError> {
+    check_id("id", &req.id)?;
+    let profile = req.profile.validated()?;
+    let modified = store::modify(ctx, &req.id, |r, _| {
+        r.profile.clone_from(&profile);
+        Ok(())
+    })?;
+    publish_updated(ctx, &modified)?;
+    Ok(view(ctx, &modified.after))
+}
+
+/// `set_status` (permission `user.update`): enables, disables, or enables
+/// until a future time.
+pub fn set_status(ctx: &Ctx, req: SetStatusRequest, _: &CallContext) -> Result<User, PluginError> {
+    check_id("id", &req.id)?;
+    let status = match (req.status.state, req.status.until) {
+        (StateName::Enabled, None) => Status::Enabled,
+        (StateName::Disabled, None) => Status::Disabled,
+        (StateName::EnabledUntil, Some(until)) => {
+            if until <= ctx.now() {
+                return Err(PluginError::invalid_field(
+                    "status.until",
+                    "status.until must be in the future",
+                ));
+            }
+            Status::EnabledUntil { until }
+        }
+        (StateName::EnabledUntil, None) => {
+            return Err(PluginError::invalid_field(
+                "status.until",
+                "status.until is required for the state 'enabled_until'",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(PluginError::invalid_field(
+                "status.until",
+                "status.until is allowed only with the state 'enabled_until'",
+            ))
+        }
+    };
+    let modified = store::modify(ctx, &req.id, |r, _| {
+        r.status = status;
+        Ok(())
+    })?;
+    publish_updated(ctx, &modified)?;
+    Ok(view(ctx, &modified.after))
+}
+
+/// `set_verified` (permission `user.update`): marks the address confirmed
+/// or unconfirmed. Marking it confirmed drops an outstanding `verify` code.
+pub fn set_verified(
+    ctx: &Ctx,
+    req: SetVerifiedRequest,
+    _: &CallContext,
+) -> Result<User, PluginError> {
+    check_id("id", &req.id)?;
+    let store = ctx.store();
+    let modified = store::modify(ctx, &req.id, |r, ops| {
+        r.email_verified = req.verified;
+        let code = store::code_key(&r.id, PURPOSE_VERIFY);
+        if req.verified && store.get(&code)?.is_some() {
+            ops.push(Op::Delete(code));
+        }
+        Ok(())
+    })?;
+    publish_updated(ctx, &modified)?;
+    Ok(view(ctx, &modified.after))
+}
+
+/// The outcome of a change of address.
+#[derive(Debug, Clone)]
+pub struct EmailChange {
+    /// The account after the change.
+    pub user: User,
+    /// The address before the change.
+    pub old_email: String,
+    /// Whether the address changed at all.
+    pub changed: bool,
+    /// The plain `verify` code issued for the new address (only with
+    /// `notify`, and only when the mailbox changed, not just letter case).
+    pub verify_code: Option<String>,
+}
+
+/// Changes the address of user `id` (see [`change_email`]); `issue_code`
+/// issues a `verify` code for the new address.
+pub fn change_email_inner(
+    ctx: &Ctx,
+    id: &str,
+    new_email: &str,
+    issue_verify_code: bool,
+) -> Result<EmailChange, PluginError> {
+    check_id("id", id)?;
+    let address = email::normalize(new_email)?;
+    let store = ctx.store();
+    let mut verify_code: Option<String> = None;
+    let modified = store::modify(ctx, id, |r, ops| {
+        verify_code = None;
+        if r.email == address {
+            return Ok(());
+        }
+        let same_mailbox = email::key(&r.email) == email::key(&address);
+        r.email.clone_from(&address);
+        if same_mailbox {
+            return Ok(());
+        }
+        r.email_verified = false;
+        for (key, _) in store.scan_prefix(store::code_prefix(&r.id))? {
+            ops.push(Op::Delete(String::from_utf8_lossy(&key).into_owned()));
+        }
+        if issue_verify_code {
+            let (code, rec) = issue_code(ctx, &r.id, PURPOSE_VERIFY, VERIFY_CODE_LIFETIME_MS)?;
+            ops.push(Op::Put(
+                store::code_key(&r.id, PURPOSE_VERIFY),
+                serde_json::to_vec(&rec)?,
+            ));
+            verify_code = Some(code);
+        }
+        Ok(())
+    })?;
+    publish_updated(ctx, &modified)?;
+    Ok(EmailChange {
+        user: view(ctx, &modified.after),
+        changed: modified.before.email != modified.after.email,
+        old_email: modified.before.email,
+        verify_code,
+    })
+}
+
+/// `change_email` (permission `user.update`): a new login address. It must
+/// be unused (`conflict` naming `email`); the account becomes unverified and
+/// every outstanding code is dropped. A change of letter case only keeps
+/// verification and codes; the same address changes nothing.
+pub fn change_email(
+    ctx: &Ctx,
+    req: ChangeEmailRequest,
+    _: &CallContext,
+) -> Result<User, PluginError> {
+    let outcome = change_email_inner(ctx, &req.id, &req.email, req.notify)?;
+    if req.notify && outcome.changed {
+        // The old address hears about the change; the new one gets the
+        // confirmation code (or the same notice for a change of case only).
+        let site = crate::mails::Site::from_host(&ctx.host)?;
+        ctx.host.send_mail(&crate::mails::email_changed(
+            &site,
+            &outcome.old_email,
+            &outcome.old_email,
+            &outcome.user.email,
+        ))?;
+        let to_new = match &outcome.verify_code {
+            Some(code) => crate::mails::verify_email(
+                &site,
+                &outcome.user.email,
+                code,
+                VERIFY_CODE_LIFETIME_MS / 3_600_000,
+            ),
+            None => crate::mails::email_changed(
+                &site,
+                &outcome.user.email,
+                &outcome.old_email,
+                &outcome.user.email,
+            ),
+        };
+        ctx.host.send_mail(&to_new)?;
+    }
+    Ok(outcome.user)
+}
+
+/// `set_password` (permission `user.update`): sets a new password (policy
+/// checked), clears `require_password_change` and drops an outstanding
+/// `reset` code. Publishes `user.password_changed`.
+pub fn set_password(
+    ctx: &Ctx,
+    req: SetPasswordRequest,
+    _: &CallContext,
+) -> Result<Empty, PluginError> {
+    check_id("id", &req.id)?;
+    let store = ctx.store();
+    let (_, record) = store::load_existing(&store, &req.id)?;
+    check_password(ctx, &req.password, &record.email)?;
+    let phc = password::hash(&req.password)?;
+    let modified = store::modify(ctx, &req.id, |r, ops| {
+        r.password_changed_at = Some(ctx.now());
+        r.require_password_change = false;
+        ops.push(Op::Put(store::cred_key(&r.id), phc.as_bytes().to_vec()));
+        let reset = store::code_key(&r.id, PURPOSE_RESET);
+        if store.get(&reset)?.is_some() {
+            ops.push(Op::Delete(reset));
+        }
+        Ok(())
+    })?;
+    ctx.host.publish(
+        "user.password_changed",
+        &PasswordChangedEvent {
+            user_id: req.id.clone(),
+        },
+    )?;
+    publish_updated(ctx, &modified)?;
+    Ok(Empty {})
+}
+
+/// `require_password_change` (permission `user.update`): sets or clears the
+/// flag that forces a new password at the next login.
+pub fn require_password_change(
+    ctx: &Ctx,
+    req: RequirePasswordChangeRequest,
+    _: &CallContext,
+) -> Result<User, PluginError> {
+    check_id("id", &req.id)?;
+    let modified = store::modify(ctx, &req.id, |r, _| {
+        r.require_password_change = req.required;
+        Ok(())
+    })?;
+    publish_updated(ctx, &modified)?;
+    Ok(view(ctx, &modified.after))
+}
+
+/// `delete` (permission `user.delete`): removes every key of the user in
+/// one batch and publishes `user.deleted` (the license system frees the
+/// user's seats on it).
+pub fn delete(
+    ctx: &Ctx,
+    req: DeleteRequest,
+    _: &CallContext,
+) -> Result<DeleteResponse, PluginError> {
+    check_id("id", &req.id)?;
+    let record = store::delete_user(ctx, &req.id)?;
+    ctx.host.publish(
+        "user.deleted",
+        &DeletedEvent {
+            id: record.id.clone(),
+            user_id: record.id,
+        },
+    )?;
+    Ok(DeleteResponse { deleted: true })
+}
+
+// ---------------------------------------------------------------------------
+// Assignments
+// ---------------------------------------------------------------------------
+
+/// `set_roles` (permission `user.assign`): replaces the user's roles.
+pub fn set_roles(ctx: &Ctx, req: SetRolesRequest, _: &CallContext) -> Result<User, PluginError> {
+    check_id("id", &req.id)?;
+    let roles = id_set("roles", req.roles)?;
+    store::load_existing(&ctx.store(), &req.id)?;
+    check_refs(ctx, "role", "roles", "role", &roles)?;
+    let modified = store::modify(ctx, &req.id, |r, _| {
+        r.roles.clone_from(&roles);
+        Ok(())
+    })?;
+    publish_updated(ctx, &modified)?;
+    Ok(view(ctx, &modified.after))
+}
+
+/// `set_groups` (permission `user.assign`): replaces the user's groups.
+pub fn set_groups(ctx: &Ctx, req: SetGroupsRequest, _: &CallContext) -> Result<User, PluginError> {
+    check_id("id", &req.id)?;
+    let groups = id_set("groups", req.groups)?;
+    store::load_existing(&ctx.store(), &req.id)?;
+    check_refs(ctx, "group", "groups", "group", &groups)?;
+    let modified = store::modify(ctx, &req.id, |r, _| {
+        r.groups.clone_from(&groups);
+        Ok(())
+    })?;
+    publish_updated(ctx, &modified)?;
+    Ok(view(ctx, &modified.after))
+}
+
+/// `set_permissions` (permission `user.assign`): replaces the user's
+/// directly granted permissions.
+pub fn set_permissions(
+    ctx: &Ctx,
+    req: SetPermissionsRequest,
+    _: &CallContext,
+) -> Result<User, PluginError> {
+    check_id("id", &req.id)?;
+    let permissions = id_set("permissions", req.permissions)?;
+    store::load_existing(&ctx.store(), &req.id)?;
+    check_refs(ctx, "permission", "permissions", "permission", &permissions)?;
+    let modified = store::modify(ctx, &req.id, |r, _| {
+        r.permissions.clone_from(&permissions);
+        Ok(())
+    })?;
+    publish_updated(ctx, &modified)?;
+    Ok(view(ctx, &modified.after))
+}
+
+/// `assign_license` (permission `user.assign`): gives the user a seat of a
+/// user license; answers with `license.assign`'s result
+/// (`{"assigned", "used", "max_users"}`).
+pub fn assign_license(
+    ctx: &Ctx,
+    req: LicenseRequest,
+    _: &CallContext,
+) -> Result<serde_json::Value, PluginError> {
+    check_id("id", &req.id)?;
+    check_id("license_id", &req.license_id)?;
+    store::load_existing(&ctx.store(), &req.id)?;
+    ctx.host.call(
+        "license",
+        "assign",
+        &serde_json::json!({ "license_id": req.license_id, "user_id": req.id }),
+    )
+}
+
+/// `revoke_license` (permission `user.assign`): frees the user's seat of a
+/// user license; answers with `license.revoke`'s result (`{"revoked"}`).
+pub fn revoke_license(
+    ctx: &Ctx,
+    req: LicenseRequest,
+    _: &CallContext,
+) -> Result<serde_json::Value, PluginError> {
+    check_id("id", &req.id)?;
+    check_id("license_id", &req.license_id)?;
+    store::load_existing(&ctx.store(), &req.id)?;
+    ctx.host.call(
+        "license",
+        "revoke",
+        &serde_json::json!({ "license_id": req.license_id, "user_id": req.id }),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// export
+// ---------------------------------------------------------------------------
+
+/// One CSV cell: a value starting with `=`, `+`, `-`, `@`, tab or carriage
+/// return gets a leading `'` (spreadsheets would run it as a formula); a
+/// value holding `,`, `"`, CR or LF is quoted with `"` doubled (RFC 4180).
+pub fn csv_cell(value: &str) -> String {
+    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    if guarded.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+fn csv_row(out: &mut String, cells: &[String]) {
+    let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+    out.push_str(&line.join(","));
+    out.push_str("\r\n");
+}
+
+fn join_set(set: &BTreeSet<String>) -> String {
+    set.iter().cloned().collect::<Vec<_>>().join(" ")
+}
+
+/// The consent option ids of the `user` settings, in their order.
+fn consent_option_ids(ctx: &Ctx) -> Result<Vec<String>, PluginError> {
+    let settings = ctx.settings()?;
+    Ok(settings
+        .get("consent_options")
+        .and_then(|v| v.as_array())
+        .map(|options| {
+            options
+                .iter()
+                .filter_map(|o| o.get("id").and_then(|id| id.as_str()))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Renders users as CSV (header row, CRLF line ends).
+pub fn to_csv(users: &[User], consent_ids: &[String]) -> String {
+    let mut out = String::new();
+    let mut header: Vec<String> = [
+        "id",
+        "email",
+        "status",
+        "active",
+        "email_verified",
+        "require_password_change",
+        "created_at",
+        "last_login_at",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(
+        Profile::default()
+            .fields()
+            .iter()
+            .map(|(name, _)| name.to_string()),
+    );
+    header.extend(["roles", "groups", "permissions"].map(String::from));
+    header.extend(consent_ids.iter().map(|id| format!("consent:{id}")));
+    csv_row(&mut out, &header);
+    for u in users {
+        let status = match u.status {
+            Status::EnabledUntil { until } => format!("enabled_until:{until}"),
+            other => other.state().to_string(),
+        };
+        let mut row = vec![
+            u.id.clone(),
+            u.email.clone(),
+            status,
+            u.active.to_string(),
+            u.email_verified.to_string(),
+            u.require_password_change.to_string(),
+            u.created_at.to_string(),
+            u.last_login_at.map(|t| t.to_string()).unwrap_or_default(),
+        ];
+        row.extend(
+            u.profile
+                .fields()
+                .iter()
+                .map(|(_, v)| v.unwrap_or_default().to_string()),
+        );
+        row.push(join_set(&u.roles));
+        row.push(join_set(&u.groups));
+        row.push(join_set(&u.permissions));
+        for id in consent_ids {
+            let latest = u
+                .consents
+                .get(id)
+                .and_then(|h| crate::model::latest_consent(h))
+                .map(|e| e.action.as_str())
+                .unwrap_or("");
+            row.push(latest.to_string());
+        }
+        csv_row(&mut out, &row);
+    }
+    out
+}
+
+/// `export` (permission `user.export`): the given users (or all), sorted by
+/// address, as a JSON array of users or as CSV. Unknown ids are `not_found`
+/// naming them.
+pub fn export(
+    ctx: &Ctx,
+    req: ExportRequest,
+    _: &CallContext,
+) -> Result<ExportResponse, PluginError> {
+    let store = ctx.store();
+    let mut records = Vec::new();
+    match req.ids {
+        Some(ids) => {
+            let ids: BTreeSet<String> = ids.into_iter().collect();
+            let mut unknown = Vec::new();
+            for id in &ids {
+                check_id("ids", id)?;
+                match store::load(&store, id)? {
+                    Some((_, record)) => records.push(record),
+                    None => unknown.push(id.clone()),
+                }
+            }
+            if !unknown.is_empty() {
+                let listed: Vec<String> = unknown.iter().map(|id| format!("'{id}'")).collect();
+                return Err(PluginError::not_found(format!(
+                    "unknown user ids: {}",
+                    listed.join(", ")
+                ))
+                .with_details(serde_json::json!({ "field": "ids", "unknown": unknown })));
+            }
+        }
+        None => {
+            for id in store::all_ids(&store)? {
+                if let Some((_, record)) = store::load(&store, &id)? {
+                    records.push(record);
+                }
+            }
+        }
+    }
+    records.sort_by_cached_key(|r| (email::key(&r.email), r.id.clone()));
+    let users: Vec<User> = records.iter().map(|r| view(ctx, r)).collect();
+    let content = match req.format {
+        ExportFormat::Json => serde_json::to_string(&users)?,
+        ExportFormat::Csv => to_csv(&users, &consent_option_ids(ctx)?),
+    };
+    Ok(ExportResponse {
+        format: req.format,
+        content,
+        count: users.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(is_slug("a"));
+        assert!(is_slug("0123456789abcdef0123456789abcdef"));
+        assert!(is_slug("a_b-c"));
+        assert!(!is_slug(""));
+        assert!(!is_slug("-a"));
+        assert!(!is_slug("A"));
+        assert!(!is_slug("a/b"));
+        assert!(!is_slug(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_formula_safe() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_cell("=1+1"), "'=1+1");
+        assert_eq!(csv_cell("+49 30"), "'+49 30");
+        assert_eq!(csv_cell("-x"), "'-x");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(
+            csv_cell("=HYPERLINK(\"x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\""
+        );
+        assert_eq!(csv_cell(""), "");
+    }
+}

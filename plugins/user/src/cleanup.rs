@@ -1,0 +1,77 @@
+//! Reactions to deletions in other systems: when a role or a group is
+//! deleted, every user holding it loses it.
+//!
+//! The holders are found through the membership index (`role/<id>/` or
+//! `group/<id>/`), so the work is proportional to the number of holders.
+//! Each user changes in its own atomic batch (record and index together) and
+//! gets its own `user.updated` event (`changes: ["roles"]` / `["groups"]`),
+//! which also drops that user's cached subject.
+
+use syshost_plugin_api::PluginError;
+
+use crate::admin;
+use crate::model::Ctx;
+use crate::store::{self, Op};
+
+/// Which kind of membership to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// A role.
+    Role,
+    /// A group.
+    Group,
+}
+
+/// Removes role `role_id` from every user holding it (on `role.deleted`).
+pub fn role_deleted(ctx: &Ctx, role_id: &str) -> Result<usize, PluginError> {
+    remove_everywhere(ctx, Membership::Role, role_id)
+}
+
+/// Removes group `group_id` from every member (on `group.deleted`).
+pub fn group_deleted(ctx: &Ctx, group_id: &str) -> Result<usize, PluginError> {
+    remove_everywhere(ctx, Membership::Group, group_id)
+}
+
+/// Removes the membership from every user indexed under it; returns how many
+/// users changed. Users deleted meanwhile are skipped; a stale index entry
+/// (no record behind it) is removed.
+pub fn remove_everywhere(ctx: &Ctx, kind: Membership, id: &str) -> Result<usize, PluginError> {
+    if !admin::is_slug(id) {
+        // Never stored: ids are checked before they become keys.
+        return Ok(0);
+    }
+    let store = ctx.store();
+    let (prefix, key_of): (String, fn(&str, &str) -> String) = match kind {
+        Membership::Role => (store::role_members_prefix(id), store::role_member_key),
+        Membership::Group => (store::group_members_prefix(id), store::group_member_key),
+    };
+    let mut changed = 0;
+    for user_id in store::member_ids(&store, &prefix)? {
+        let index_key = key_of(id, &user_id);
+        let result = store::modify(ctx, &user_id, |r, ops| {
+            let held = match kind {
+                Membership::Role => r.roles.remove(id),
+                Membership::Group => r.groups.remove(id),
+            };
+            if !held && store.get(&index_key)?.is_some() {
+                // The index names a user that does not hold it: drop it.
+                ops.push(Op::Delete(index_key.clone()));
+            }
+            Ok(())
+        });
+        match result {
+            Ok(modified) => {
+                admin::publish_updated(ctx, &modified)?;
+                if modified.written {
+                    changed += 1;
+                }
+            }
+            Err(e) if e.is(syshost_plugin_api::codes::NOT_FOUND) => {
+                // No record behind the entry: it is stale.
+                let _ = store.delete(&index_key)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(changed)
+}
