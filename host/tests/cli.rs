@@ -173,6 +173,8 @@ fn usage_errors_exit_2_and_config_errors_exit_1_naming_the_key() {
 struct Server {
     child: Child,
     addr: String,
+    /// Log lines up to and including "listening on …".
+    startup_log: String,
     log: mpsc::Receiver<String>,
 }
 
@@ -184,18 +186,20 @@ impl Drop for Server {
 }
 
 fn start_server(cwd: &Path, plugins: &PluginDir) -> Server {
-    let mut child = syshost(
-        cwd,
-        &["run"],
-        &[
-            ("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap()),
-            ("SYSHOST_HTTP_ADDR", "127.0.0.1:0"),
-        ],
-    )
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("spawn syshost run");
+    start_server_with(cwd, plugins, &[])
+}
+
+fn start_server_with(cwd: &Path, plugins: &PluginDir, extra_env: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap()),
+        ("SYSHOST_HTTP_ADDR", "127.0.0.1:0"),
+    ];
+    env.extend_from_slice(extra_env);
+    let mut child = syshost(cwd, &["run"], &env)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn syshost run");
     let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -217,6 +221,7 @@ fn start_server(cwd: &Path, plugins: &PluginDir) -> Server {
                     return Server {
                         child,
                         addr,
+                        startup_log: seen,
                         log: rx,
                     };
                 }
@@ -256,6 +261,15 @@ fn run_serves_until_sigterm_then_shuts_down_cleanly() {
     let plugins = PluginDir::systems_and(&[]);
     let cwd = tempfile::tempdir().unwrap();
     let mut server = start_server(cwd.path(), &plugins);
+    // An empty store gets a first administrator with a one-time password,
+    // shown once in the startup log.
+    assert!(
+        server
+            .startup_log
+            .contains("created the first administrator admin@localhost with the one-time password"),
+        "{}",
+        server.startup_log
+    );
     let (status, body) = http_get(&server.addr, "/healthz");
     assert_eq!(status, 200, "{body}");
     let (status, body) = http_get(&server.addr, "/readyz");
@@ -306,4 +320,97 @@ fn run_serves_until_sigterm_then_shuts_down_cleanly() {
         &[("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap())],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn admin_create(cwd: &Path, plugins: &PluginDir, email: &str, stdin: &str) -> Output {
+    let mut child = syshost(
+        cwd,
+        &["admin", "create", "--email", email],
+        &[("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap())],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn syshost admin create");
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn admin_create_reads_the_password_from_stdin() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let out = admin_create(
+        cwd.path(),
+        &plugins,
+        "Root@Example.test",
+        "a long admin passphrase\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("created administrator Root@example.test"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = admin_create(
+        cwd.path(),
+        &plugins,
+        "root@example.test",
+        "another passphrase here\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("email"), "{}", text(&out.stderr));
+    let out = admin_create(cwd.path(), &plugins, "other@example.test", "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no password on standard input"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = admin_create(cwd.path(), &plugins, "weak@example.test", "short\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("too short"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A store with accounts gets no bootstrap administrator.
+    let server = start_server(cwd.path(), &plugins);
+    assert!(
+        !server
+            .startup_log
+            .contains("created the first administrator"),
+        "{}",
+        server.startup_log
+    );
+}
+
+#[test]
+fn the_first_administrator_can_come_from_the_environment() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let server = start_server_with(
+        cwd.path(),
+        &plugins,
+        &[
+            ("SYSHOST_ADMIN_EMAIL", "boss@example.test"),
+            ("SYSHOST_ADMIN_PASSWORD", "the configured admin passphrase"),
+        ],
+    );
+    assert!(
+        server.startup_log.contains(
+            "created the first administrator boss@example.test with the configured password"
+        ),
+        "{}",
+        server.startup_log
+    );
+    assert!(!server
+        .startup_log
+        .contains("the configured admin passphrase"));
 }
