@@ -614,3 +614,45 @@ fn the_first_run_creates_one_administrator_with_every_permission() {
     assert_eq!(page["items"][0]["require_password_change"], true);
     assert_eq!(page["items"][0]["roles"], json!(["admin"]));
 }
+
+#[test]
+fn code_lifetimes_come_from_the_settings() {
+    let env = Env::start();
+    let created = env
+        .user(
+            "create",
+            json!({ "email": "kim@example.test", "password": PASSWORD, "verified": true }),
+        )
+        .unwrap();
+    assert_eq!(created["email_verified"], true);
+    env.settings(json!({ "code_lifetimes": { "verification_hours": 24, "reset_minutes": 5 } }));
+    env.anon(
+        "request_password_reset",
+        json!({ "email": "kim@example.test" }),
+    )
+    .unwrap();
+    let mail = env.sink.wait_for_to("kim@example.test", 1, WAIT);
+    assert!(mail.contains("valid for 5 minutes"), "{mail}");
+    env.advance(Duration::from_secs(6 * 60));
+    let err = env
+        .anon(
+            "reset_password",
+            json!({ "email": "kim@example.test", "code": code_in(&mail), "new_password": "kim's new passphrase" }),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, codes::INVALID_INPUT);
+    // Out-of-range lifetimes are refused by the settings schema.
+    let err = env
+        .host
+        .system("settings")
+        .unwrap()
+        .call::<_, Value>(
+            "put",
+            &json!({ "section": "user", "document": { "code_lifetimes": { "reset_minutes": 1 } } }),
+        )
+        .unwrap_err();
+    assert!(
+        err.message.contains("code_lifetimes.reset_minutes"),
+        "{err}"
+    );
+}

@@ -27,9 +27,51 @@ use crate::store::{self, Inserted, Op, PURPOSE_RESET, PURPOSE_VERIFY};
 
 /// Lifetime of the "set your password" code of an account created without
 /// a password (24 h).
-pub const SETUP_CODE_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+pub const SETUP_CODE_LIFETIME_MS: i64 = DEFAULT_VERIFY_HOURS * 60 * 60 * 1000;
 /// Lifetime of an e-mail verification code (48 h).
-pub const VERIFY_CODE_LIFETIME_MS: i64 = 48 * 60 * 60 * 1000;
+pub const VERIFY_CODE_LIFETIME_MS: i64 = DEFAULT_VERIFY_HOURS * 60 * 60 * 1000;
+/// Default lifetime of confirmation and first-password codes, in hours.
+pub const DEFAULT_VERIFY_HOURS: i64 = 24;
+/// Default lifetime of password-reset codes, in minutes.
+pub const DEFAULT_RESET_MINUTES: i64 = 60;
+
+/// How long mailed codes stay valid (settings `code_lifetimes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeLifetimes {
+    /// Confirmation and first-password codes, ms.
+    pub verify_ms: i64,
+    /// Password-reset codes, ms.
+    pub reset_ms: i64,
+}
+
+impl CodeLifetimes {
+    /// Whole hours of the confirmation lifetime (for mail text).
+    pub fn verify_hours(&self) -> i64 {
+        self.verify_ms / 3_600_000
+    }
+
+    /// Whole minutes of the reset lifetime (for mail text).
+    pub fn reset_minutes(&self) -> i64 {
+        self.reset_ms / 60_000
+    }
+}
+
+/// The code lifetimes of the current `user` settings (defaults 24 h / 60 min).
+pub fn code_lifetimes(ctx: &Ctx) -> Result<CodeLifetimes, PluginError> {
+    let settings = ctx.settings()?;
+    let section = settings.get("code_lifetimes");
+    let get = |key: &str, default: i64| {
+        section
+            .and_then(|s| s.get(key))
+            .and_then(|v| v.as_i64())
+            .filter(|v| *v > 0)
+            .unwrap_or(default)
+    };
+    Ok(CodeLifetimes {
+        verify_ms: get("verification_hours", DEFAULT_VERIFY_HOURS) * 3_600_000,
+        reset_ms: get("reset_minutes", DEFAULT_RESET_MINUTES) * 60_000,
+    })
+}
 /// Most ids a role, group or permission set may hold.
 pub const MAX_SET_SIZE: usize = 1000;
 /// Longest `search` text of `list`, in characters.
@@ -283,6 +325,7 @@ pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, Plu
         Some(pw) => Some(password::hash(pw)?),
         None => None,
     };
+    let lifetimes = code_lifetimes(ctx)?;
 
     let store = ctx.store();
     for _ in 0..store::MAX_ATTEMPTS {
@@ -310,12 +353,12 @@ pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, Plu
         let mut setup_code = None;
         let mut verify_code = None;
         if credential.is_none() {
-            let (code, rec) = issue_code(ctx, &id, PURPOSE_RESET, SETUP_CODE_LIFETIME_MS)?;
+            let (code, rec) = issue_code(ctx, &id, PURPOSE_RESET, lifetimes.verify_ms)?;
             setup_code = Some(code);
             code_records.push((PURPOSE_RESET, rec));
         }
         if account.issue_verify_code && !account.verified {
-            let (code, rec) = issue_code(ctx, &id, PURPOSE_VERIFY, VERIFY_CODE_LIFETIME_MS)?;
+            let (code, rec) = issue_code(ctx, &id, PURPOSE_VERIFY, lifetimes.verify_ms)?;
             verify_code = Some(code);
             code_records.push((PURPOSE_VERIFY, rec));
         }
@@ -360,27 +403,28 @@ pub fn create(ctx: &Ctx, req: CreateRequest, _: &CallContext) -> Result<CreatedU
         },
     )?;
     let site = crate::mails::Site::from_host(&ctx.host)?;
+    let lifetimes = code_lifetimes(ctx)?;
     if let Some(code) = &created.setup_code {
         // No password yet: the mail carries the code to choose one.
         ctx.host.send_mail(&crate::mails::account_created(
             &site,
             &created.user.email,
             Some(code),
-            SETUP_CODE_LIFETIME_MS / 3_600_000,
+            lifetimes.verify_hours(),
         ))?;
     } else if notify {
         ctx.host.send_mail(&crate::mails::account_created(
             &site,
             &created.user.email,
             None,
-            SETUP_CODE_LIFETIME_MS / 3_600_000,
+            lifetimes.verify_hours(),
         ))?;
         if let Some(code) = &created.verify_code {
             ctx.host.send_mail(&crate::mails::verify_email(
                 &site,
                 &created.user.email,
                 code,
-                VERIFY_CODE_LIFETIME_MS / 3_600_000,
+                lifetimes.verify_hours(),
             ))?;
         }
     }
@@ -628,6 +672,7 @@ pub fn change_email_inner(
     check_id("id", id)?;
     let address = email::normalize(new_email)?;
     let store = ctx.store();
+    let lifetimes = code_lifetimes(ctx)?;
     let mut verify_code: Option<String> = None;
     let modified = store::modify(ctx, id, |r, ops| {
         verify_code = None;
@@ -644,7 +689,7 @@ pub fn change_email_inner(
             ops.push(Op::Delete(String::from_utf8_lossy(&key).into_owned()));
         }
         if issue_verify_code {
-            let (code, rec) = issue_code(ctx, &r.id, PURPOSE_VERIFY, VERIFY_CODE_LIFETIME_MS)?;
+            let (code, rec) = issue_code(ctx, &r.id, PURPOSE_VERIFY, lifetimes.verify_ms)?;
             ops.push(Op::Put(
                 store::code_key(&r.id, PURPOSE_VERIFY),
                 serde_json::to_vec(&rec)?,
@@ -676,6 +721,7 @@ pub fn change_email(
         // The old address hears about the change; the new one gets the
         // confirmation code (or the same notice for a change of case only).
         let site = crate::mails::Site::from_host(&ctx.host)?;
+        let lifetimes = code_lifetimes(ctx)?;
         ctx.host.send_mail(&crate::mails::email_changed(
             &site,
             &outcome.old_email,
@@ -687,7 +733,7 @@ pub fn change_email(
                 &site,
                 &outcome.user.email,
                 code,
-                VERIFY_CODE_LIFETIME_MS / 3_600_000,
+                lifetimes.verify_hours(),
             ),
             None => crate::mails::email_changed(
                 &site,

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use syshost_plugin_api::{CallContext, NoInput, PluginError, Subject};
 
-use crate::admin::{self, issue_code, publish_updated, NewAccount, VERIFY_CODE_LIFETIME_MS};
+use crate::admin::{self, code_lifetimes, issue_code, publish_updated, NewAccount};
 use crate::codes::{self, CodeCheck, CodeRecord};
 use crate::mails::{self, Site};
 use crate::model::{ConsentAction, ConsentEntry, Ctx, PasswordChangedEvent, User, UserRecord};
@@ -20,9 +20,6 @@ use crate::password::{self, Verification};
 use crate::profile::Profile;
 use crate::store::{self, Modified, Op, PURPOSE_RESET, PURPOSE_VERIFY};
 use crate::{email, model};
-
-/// Lifetime of a password-reset code.
-pub const RESET_CODE_LIFETIME_MS: i64 = 60 * 60 * 1000;
 
 /// The one message every failed code check gives.
 const BAD_CODE: &str = "the code is invalid or has expired; request a new one";
@@ -295,7 +292,7 @@ pub fn register(ctx: &Ctx, req: RegisterRequest, _: &CallContext) -> Result<Acce
                         &site,
                         &created.user.email,
                         code,
-                        VERIFY_CODE_LIFETIME_MS / 3_600_000,
+                        code_lifetimes(ctx)?.verify_hours(),
                     ),
                 )?;
             }
@@ -401,13 +398,14 @@ pub fn resend_verification(
     let Some(id) = store::id_by_email(&ctx.store(), &address)? else {
         return Ok(answer);
     };
+    let lifetimes = code_lifetimes(ctx)?;
     let mut code = None;
     let modified = store::modify_with(ctx, &id, false, |r, ops| {
         code = None;
         if r.email_verified || !r.status.is_active(ctx.now()) {
             return Ok(());
         }
-        let (plain, record) = issue_code(ctx, &r.id, PURPOSE_VERIFY, VERIFY_CODE_LIFETIME_MS)?;
+        let (plain, record) = issue_code(ctx, &r.id, PURPOSE_VERIFY, lifetimes.verify_ms)?;
         ops.push(Op::Put(
             store::code_key(&r.id, PURPOSE_VERIFY),
             serde_json::to_vec(&record)?,
@@ -423,7 +421,7 @@ pub fn resend_verification(
                 &site,
                 &modified.after.email,
                 &code,
-                VERIFY_CODE_LIFETIME_MS / 3_600_000,
+                lifetimes.verify_hours(),
             ),
         )?;
     }
@@ -451,13 +449,14 @@ pub fn request_password_reset(
     let Some(id) = store::id_by_email(&ctx.store(), &address)? else {
         return Ok(answer);
     };
+    let lifetimes = code_lifetimes(ctx)?;
     let mut code = None;
     let modified = store::modify_with(ctx, &id, false, |r, ops| {
         code = None;
         if !r.status.is_active(ctx.now()) {
             return Ok(());
         }
-        let (plain, record) = issue_code(ctx, &r.id, PURPOSE_RESET, RESET_CODE_LIFETIME_MS)?;
+        let (plain, record) = issue_code(ctx, &r.id, PURPOSE_RESET, lifetimes.reset_ms)?;
         ops.push(Op::Put(
             store::code_key(&r.id, PURPOSE_RESET),
             serde_json::to_vec(&record)?,
@@ -473,7 +472,7 @@ pub fn request_password_reset(
                 &site,
                 &modified.after.email,
                 &code,
-                RESET_CODE_LIFETIME_MS / 60_000,
+                lifetimes.reset_minutes(),
             ),
         )?;
     }
