@@ -8,13 +8,16 @@
 //! Modules: [`model`] (records, views, requests), [`store`] (key layout and
 //! atomic write helpers), [`admin`] (administrative operations),
 //! [`subject`] (`subject`, `authenticate`), [`cleanup`] (reactions to
-//! `role.deleted` / `group.deleted`), and the primitives [`email`],
-//! [`password`], [`codes`], [`profile`].
+//! `role.deleted` / `group.deleted`), [`selfservice`] (registration,
+//! confirmation, resets, own profile and consents), [`avatar`],
+//! [`bootstrap`] (the first administrator), [`mails`] (templates), and the
+//! primitives [`email`], [`password`], [`codes`], [`profile`].
 //!
 //! At activation the plugin registers the `user` settings section and
 //! creates its secret code key (`secret/code_key`, 32 random bytes) once.
 
 pub mod admin;
+pub mod avatar;
 pub mod bootstrap;
 pub mod cleanup;
 pub mod codes;
@@ -82,7 +85,7 @@ impl Plugin for UserSystem {
             .permission(
                 "user.update",
                 "Edit users",
-                "Change other users' contact data, status, verification, email address and password, and require a password change.",
+                "Change other users' contact data, avatar, status, verification, email address and password, and require a password change.",
             )
             .permission(
                 "user.delete",
@@ -289,6 +292,36 @@ impl Plugin for UserSystem {
                 Access::Authenticated,
                 "Everything stored about the caller, as JSON.",
                 handler!(selfservice::export_my_data),
+            )
+            .op(
+                "set_my_avatar",
+                Access::Authenticated,
+                "Sets the caller's avatar (PNG, JPEG or WebP, base64, at most 256 KiB).",
+                handler!(avatar::set_my_avatar),
+            )
+            .op(
+                "delete_my_avatar",
+                Access::Authenticated,
+                "Removes the caller's avatar.",
+                handler!(avatar::delete_my_avatar),
+            )
+            .op(
+                "set_avatar",
+                update(),
+                "Sets a user's avatar (PNG, JPEG or WebP, base64, at most 256 KiB).",
+                handler!(avatar::set_avatar),
+            )
+            .op(
+                "delete_avatar",
+                update(),
+                "Removes a user's avatar.",
+                handler!(avatar::delete_avatar),
+            )
+            .query(
+                "get_avatar",
+                Access::Authenticated,
+                "A user's avatar image (content type, base64 data, size).",
+                handler!(avatar::get_avatar),
             )
     }
 
