@@ -442,6 +442,20 @@ impl HostInner {
             ));
         };
         authorize(&decl.access, &ctx.subject)?;
+        if let Some(allowed) = &ctx.restricted_to {
+            let full = format!("{target}.{operation}");
+            // Cross-plugin calls made while serving an allowed operation
+            // are the serving plugin's business, not the caller's.
+            if ctx.via.is_none() && !allowed.contains(&full) {
+                return Err(PluginError::new(
+                    codes::PASSWORD_CHANGE_REQUIRED,
+                    format!(
+                        "this session may only call {} until the password is changed",
+                        allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
         let ctx_json = serde_json::to_string(ctx)?;
         let (guard, outermost) = enter(target, ctx)?;
         let result = plugin

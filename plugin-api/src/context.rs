@@ -118,6 +118,11 @@ pub struct CallContext {
     /// Network address of the originating client, when known.
     #[serde(default)]
     pub client_addr: Option<String>,
+    /// When set, the caller may only call these operations
+    /// (`<plugin>.<operation>`), for example while a password change is
+    /// required. The host enforces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restricted_to: Option<BTreeSet<String>>,
 }
 
 impl CallContext {
@@ -199,4 +204,32 @@ pub struct ResolvedSubject {
     /// an `enabled_until` account expires), in ms since the Unix epoch.
     #[serde(default)]
     pub valid_until: Option<i64>,
+}
+
+/// The request the host's HTTP layer sends to the token resolver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveTokenRequest {
+    /// The bearer or cookie token as the client sent it.
+    pub token: String,
+    /// The client's network address, when known.
+    #[serde(default)]
+    pub client_addr: Option<String>,
+}
+
+/// The token resolver's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedToken {
+    /// The user the session belongs to.
+    pub user_id: String,
+    /// The session id (never the token).
+    pub session_id: String,
+    /// When set, the session may only call these operations
+    /// (`<plugin>.<operation>`), e.g. until the password is changed.
+    #[serde(default)]
+    pub allowed_operations: Option<BTreeSet<String>>,
+    /// A new token that replaces the presented one (after a privilege
+    /// change); the HTTP layer hands it to the client (cookie and the
+    /// `X-Session-Token` response header). The old token no longer works.
+    #[serde(default)]
+    pub replacement_token: Option<String>,
 }

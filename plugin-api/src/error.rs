@@ -26,6 +26,8 @@ pub mod codes {
     pub const CALL_REFUSED: &str = "call_refused";
     /// The target plugin is not active.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// The session may only change its password (and log out) until it has.
+    pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
     /// The caller is throttled; retry later.
     pub const RATE_LIMITED: &str = "rate_limited";
     /// The plugin panicked; the host contained it.

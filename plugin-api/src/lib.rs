@@ -73,13 +73,14 @@ mod manifest;
 mod plugin;
 
 pub use context::{
-    CallContext, Event, Mail, ResolveSubjectRequest, ResolvedSubject, Subject, UserSubject,
+    CallContext, Event, Mail, ResolveSubjectRequest, ResolveTokenRequest, ResolvedSubject,
+    ResolvedToken, Subject, UserSubject,
 };
 pub use error::{codes, PluginError};
 pub use host::{prefix_end, Batch, BatchResult, Entry, Host, Level, Store};
 pub use manifest::{
     is_valid_ident, is_valid_permission_id, topic_matches, Access, Dependency, Manifest,
-    OperationDecl, PermissionDecl, SubjectProvider,
+    OperationDecl, PermissionDecl, SubjectProvider, TokenResolver,
 };
 pub use plugin::{NoInput, Operations, Plugin};
 

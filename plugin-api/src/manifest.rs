@@ -43,6 +43,22 @@ pub struct Manifest {
     /// (User Management). See [`SubjectProvider`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_provider: Option<SubjectProvider>,
+    /// Set by the one plugin that resolves session tokens for the host's
+    /// HTTP layer (the session system). See [`TokenResolver`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_resolver: Option<TokenResolver>,
+}
+
+/// How the host's HTTP layer turns a bearer or cookie token into a caller.
+///
+/// The host calls `operation` (declared with [`Access::System`]) with a
+/// [`ResolveTokenRequest`](crate::ResolveTokenRequest) on every
+/// authenticated request and expects a
+/// [`ResolvedToken`](crate::ResolvedToken) or `unauthenticated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResolver {
+    /// The operation that resolves one token.
+    pub operation: String,
 }
 
 /// How the host resolves and caches subjects through a plugin.
@@ -134,6 +150,16 @@ pub struct OperationDecl {
     /// methods and CSRF rules). Defaults to `true`, the safe assumption.
     #[serde(default = "default_true")]
     pub mutates: bool,
+    /// Rate-limit class the host applies per client address (for example
+    /// `auth` for login, registration, resets and code entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<String>,
+    /// JSON Schema of the request body, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_schema: Option<serde_json::Value>,
+    /// JSON Schema of the response body, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_schema: Option<serde_json::Value>,
 }
 
 fn default_true() -> bool {
@@ -155,7 +181,16 @@ impl Manifest {
             operations: Vec::new(),
             subscribes: Vec::new(),
             subject_provider: None,
+            token_resolver: None,
         }
+    }
+
+    /// Declares this plugin the host's token resolver (see [`TokenResolver`]).
+    pub fn token_resolver(mut self, operation: impl Into<String>) -> Self {
+        self.token_resolver = Some(TokenResolver {
+            operation: operation.into(),
+        });
+        self
     }
 
     /// Declares this plugin the host's subject provider: `operation` resolves

@@ -113,8 +113,21 @@ impl<P: Plugin> Operations<P> {
             access,
             doc: doc.to_string(),
             mutates,
+            throttle: None,
+            request_schema: None,
+            response_schema: None,
         });
         self.handlers.insert(name.to_string(), Box::new(wrapped));
+        self
+    }
+
+    /// Puts the operation added last into the host's per-client-address
+    /// rate-limit class `class` (use `"auth"` for login, registration,
+    /// password resets and code entry).
+    pub fn throttled(mut self, class: &str) -> Self {
+        if let Some(last) = self.decls.last_mut() {
+            last.throttle = Some(class.to_string());
+        }
         self
     }
 

@@ -774,6 +774,7 @@ pub fn set_password(
         "user.password_changed",
         &PasswordChangedEvent {
             user_id: req.id.clone(),
+            session_id: None,
         },
     )?;
     publish_updated(ctx, &modified)?;

@@ -239,30 +239,35 @@ impl Plugin for UserSystem {
                 "Self-registration (when the settings allow it); mails a confirmation code.",
                 handler!(selfservice::register),
             )
+            .throttled("auth")
             .op(
                 "confirm_email",
                 Access::Public,
                 "Confirms an email address with the mailed code.",
                 handler!(selfservice::confirm_email),
             )
+            .throttled("auth")
             .op(
                 "resend_verification",
                 Access::Public,
                 "Mails a new confirmation code to an unconfirmed address.",
                 handler!(selfservice::resend_verification),
             )
+            .throttled("auth")
             .op(
                 "request_password_reset",
                 Access::Public,
                 "Mails a password-reset code (when the settings allow it).",
                 handler!(selfservice::request_password_reset),
             )
+            .throttled("auth")
             .op(
                 "reset_password",
                 Access::Public,
                 "Sets a new password with a mailed code; also confirms the address.",
                 handler!(selfservice::reset_password),
             )
+            .throttled("auth")
             .query(
                 "me",
                 Access::Authenticated,

@@ -319,6 +319,10 @@ pub struct UpdatedEvent {
 pub struct PasswordChangedEvent {
     /// The user whose password was set.
     pub user_id: String,
+    /// The session the user changed it from (`change_my_password`); the
+    /// session system keeps that one and ends the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }
 
 /// Payload of `user.deleted`: both keys carry the id (the license system

@@ -509,6 +509,7 @@ pub fn reset_password(
         "user.password_changed",
         &PasswordChangedEvent {
             user_id: id.clone(),
+            session_id: None,
         },
     )?;
     publish_updated(ctx, &modified)?;
@@ -618,6 +619,10 @@ pub fn change_my_password(
         "user.password_changed",
         &PasswordChangedEvent {
             user_id: id.clone(),
+            session_id: match &caller.subject {
+                Subject::User(u) => u.session_id.clone(),
+                _ => None,
+            },
         },
     )?;
     publish_updated(ctx, &modified)?;
