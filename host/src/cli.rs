@@ -234,7 +234,11 @@ fn run_server(config: &Config) -> Result<ExitCode, String> {
     } else {
         tracing::error!("{summary}");
     }
-    let router = crate::http::router(host.clone(), config.enable.clone());
+    let public_url = site(config, Some(local)).public_url;
+    let router = crate::http::router(
+        host.clone(),
+        crate::http::HttpOptions::from_config(config, &public_url),
+    );
     let served = runtime.block_on(async move {
         tracing::info!("listening on http://{local}");
         crate::http::serve(listener, router, shutdown_signal())

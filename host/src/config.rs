@@ -84,6 +84,19 @@ impl Default for MailConfig {
 pub struct HttpConfig {
     /// `host:port` to listen on; port 0 picks a free port (it is logged).
     pub addr: String,
+    /// The host runs behind a TLS-terminating proxy: the session cookie is
+    /// named `__Host-syshost_session` and marked `Secure`. Default false.
+    pub tls_proxy: bool,
+    /// Take the client address from the first `X-Forwarded-For` entry
+    /// instead of the peer address (only behind a proxy that sets it).
+    pub trust_proxy_headers: bool,
+    /// Largest accepted request body in bytes (default 1 MiB); larger → 413.
+    pub max_body_bytes: u64,
+    /// Per-request time limit in seconds (default 30); over it → 503 `timeout`.
+    pub request_timeout_secs: u64,
+    /// Calls per minute (and burst) per client address for operations
+    /// throttled as `auth` (login, registration, resets). Default 20.
+    pub auth_rate_limit_per_minute: u32,
 }
 
 impl Default for Config {
@@ -106,6 +119,11 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             addr: "127.0.0.1:8080".to_string(),
+            tls_proxy: false,
+            trust_proxy_headers: false,
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            auth_rate_limit_per_minute: 20,
         }
     }
 }
@@ -117,6 +135,10 @@ enum EnvKind {
     Text,
     /// Split on a separator; empty items dropped.
     List(char),
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    Bool,
+    /// A non-negative decimal integer.
+    Integer,
 }
 
 /// Every config key, its environment variable, and how to parse the latter.
@@ -126,6 +148,27 @@ const KEYS: &[(&str, &str, EnvKind)] = &[
     ("enable", "SYSHOST_ENABLE", EnvKind::List(',')),
     ("log", "SYSHOST_LOG", EnvKind::Text),
     ("http.addr", "SYSHOST_HTTP_ADDR", EnvKind::Text),
+    ("http.tls_proxy", "SYSHOST_HTTP_TLS_PROXY", EnvKind::Bool),
+    (
+        "http.trust_proxy_headers",
+        "SYSHOST_HTTP_TRUST_PROXY_HEADERS",
+        EnvKind::Bool,
+    ),
+    (
+        "http.max_body_bytes",
+        "SYSHOST_HTTP_MAX_BODY_BYTES",
+        EnvKind::Integer,
+    ),
+    (
+        "http.request_timeout_secs",
+        "SYSHOST_HTTP_REQUEST_TIMEOUT_SECS",
+        EnvKind::Integer,
+    ),
+    (
+        "http.auth_rate_limit_per_minute",
+        "SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE",
+        EnvKind::Integer,
+    ),
     ("mail.smtp_url", "SYSHOST_SMTP_URL", EnvKind::Text),
     ("mail.from", "SYSHOST_MAIL_FROM", EnvKind::Text),
     ("public_url", "SYSHOST_PUBLIC_URL", EnvKind::Text),
@@ -281,6 +324,27 @@ impl Config {
                         .map(|s| toml::Value::String(s.to_string()))
                         .collect(),
                 ),
+                EnvKind::Bool => match value.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+                    "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key: key.to_string(),
+                            source_name: format!("from {var}"),
+                            reason: format!("'{value}' is not a boolean (true or false)"),
+                        })
+                    }
+                },
+                EnvKind::Integer => match value.trim().parse::<i64>() {
+                    Ok(n) if n >= 0 => toml::Value::Integer(n),
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key: key.to_string(),
+                            source_name: format!("from {var}"),
+                            reason: format!("'{value}' is not a non-negative integer"),
+                        })
+                    }
+                },
             };
             set_path(&mut table, key, value);
             sources.insert(key.to_string(), format!("from {var}"));
@@ -330,6 +394,33 @@ impl Config {
             }
         }
         validate_addr(&self.http.addr).map_err(|reason| invalid("http.addr", reason))?;
+        if !(1024..=1024 * 1024 * 1024).contains(&self.http.max_body_bytes) {
+            return Err(invalid(
+                "http.max_body_bytes",
+                format!(
+                    "{} is out of range (1024 to 1073741824 bytes)",
+                    self.http.max_body_bytes
+                ),
+            ));
+        }
+        if !(1..=3600).contains(&self.http.request_timeout_secs) {
+            return Err(invalid(
+                "http.request_timeout_secs",
+                format!(
+                    "{} is out of range (1 to 3600 seconds)",
+                    self.http.request_timeout_secs
+                ),
+            ));
+        }
+        if !(1..=100_000).contains(&self.http.auth_rate_limit_per_minute) {
+            return Err(invalid(
+                "http.auth_rate_limit_per_minute",
+                format!(
+                    "{} is out of range (1 to 100000 per minute)",
+                    self.http.auth_rate_limit_per_minute
+                ),
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| invalid("log", format!("not a tracing filter: {e}")))?;
         if let Some(url) = &self.mail.smtp_url {
@@ -607,6 +698,36 @@ mod tests {
         assert!(e.to_string().contains("mail.from"), "{e}");
         let e = load_str("", &[("SYSHOST_PUBLIC_URL", "accounts.example.com")]).unwrap_err();
         assert!(e.to_string().contains("public_url"), "{e}");
+    }
+
+    #[test]
+    fn http_bool_and_integer_keys_parse_from_env_and_file() {
+        let c = load_str(
+            "[http]\nmax_body_bytes = 4096\n",
+            &[
+                ("SYSHOST_HTTP_TLS_PROXY", "true"),
+                ("SYSHOST_HTTP_TRUST_PROXY_HEADERS", "0"),
+                ("SYSHOST_HTTP_REQUEST_TIMEOUT_SECS", "5"),
+                ("SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE", "3"),
+            ],
+        )
+        .unwrap();
+        assert!(c.http.tls_proxy && !c.http.trust_proxy_headers);
+        assert_eq!(c.http.max_body_bytes, 4096);
+        assert_eq!(c.http.request_timeout_secs, 5);
+        assert_eq!(c.http.auth_rate_limit_per_minute, 3);
+        let d = Config::default();
+        assert_eq!(d.http.max_body_bytes, 1_048_576);
+        assert_eq!(d.http.request_timeout_secs, 30);
+        assert_eq!(d.http.auth_rate_limit_per_minute, 20);
+        let e = load_str("", &[("SYSHOST_HTTP_TLS_PROXY", "maybe")]).unwrap_err();
+        assert!(e.to_string().contains("SYSHOST_HTTP_TLS_PROXY"), "{e}");
+        let e = load_str("", &[("SYSHOST_HTTP_MAX_BODY_BYTES", "-1")]).unwrap_err();
+        assert!(e.to_string().contains("SYSHOST_HTTP_MAX_BODY_BYTES"), "{e}");
+        let e = load_str("", &[("SYSHOST_HTTP_REQUEST_TIMEOUT_SECS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("http.request_timeout_secs"), "{e}");
+        let e = load_str("[http]\ntls_proxy = \"yes\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("http.tls_proxy"), "{e}");
     }
 
     #[test]

@@ -956,6 +956,39 @@ impl Host {
         ))
     }
 
+    /// Resolves a session token (bearer or cookie) through the active
+    /// system that declares a [`token_resolver`](syshost_plugin_api::Manifest::token_resolver),
+    /// calling it as the host itself. `unauthenticated` for unknown or
+    /// expired tokens; `unavailable` when no active system resolves tokens.
+    pub fn resolve_token(
+        &self,
+        token: &str,
+        client_addr: Option<&str>,
+    ) -> Result<syshost_plugin_api::ResolvedToken, PluginError> {
+        let resolver = self.active_systems().into_iter().find_map(|id| {
+            self.manifest(&id)
+                .and_then(|m| m.token_resolver)
+                .map(|r| (id, r.operation))
+        });
+        let Some((id, operation)) = resolver else {
+            return Err(PluginError::new(
+                codes::UNAVAILABLE,
+                "no active system resolves session tokens",
+            ));
+        };
+        let request = syshost_plugin_api::ResolveTokenRequest {
+            token: token.to_string(),
+            client_addr: client_addr.map(str::to_string),
+        };
+        let payload = serde_json::to_string(&request)?;
+        let out = self.call_raw(&id, &operation, &payload, &CallContext::system())?;
+        serde_json::from_str(&out).map_err(|e| {
+            PluginError::internal(format!(
+                "response of {id}.{operation} is not a resolved token: {e}"
+            ))
+        })
+    }
+
     /// Drops every cached subject.
     pub fn invalidate_subjects(&self) {
         self.inner.subjects.clear();

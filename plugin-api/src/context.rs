@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 /// Who a call is made by, as the host established it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Subject {
     /// The host itself or an offline CLI command: allowed everything.
@@ -37,7 +37,7 @@ impl Default for Subject {
 }
 
 /// An authenticated user as resolved by the host for one call.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UserSubject {
     /// The user's id.
     pub id: String,
@@ -104,7 +104,7 @@ impl Subject {
 }
 
 /// Everything a plugin knows about the call it is serving.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CallContext {
     /// Who is calling.
     #[serde(default)]
@@ -144,7 +144,7 @@ impl CallContext {
 }
 
 /// An event published by a plugin after a change it made.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// Topic, always `<publisher id>.<name>`, for example `role.deleted`.
     pub topic: String,
@@ -171,7 +171,7 @@ impl Event {
 }
 
 /// A mail to deliver through the host's mailer.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Mail {
     /// Recipient addresses.
     pub to: Vec<String>,
@@ -188,7 +188,7 @@ pub struct Mail {
 }
 
 /// The request the host sends to the subject provider's operation.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResolveSubjectRequest {
     /// The user to resolve; `None` resolves the anonymous subject.
     #[serde(default)]
@@ -196,7 +196,7 @@ pub struct ResolveSubjectRequest {
 }
 
 /// The subject provider's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResolvedSubject {
     /// The resolved subject (`User` for a user, `Anonymous` for anonymous).
     pub subject: Subject,
@@ -207,7 +207,7 @@ pub struct ResolvedSubject {
 }
 
 /// The request the host's HTTP layer sends to the token resolver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResolveTokenRequest {
     /// The bearer or cookie token as the client sent it.
     pub token: String,
@@ -217,7 +217,7 @@ pub struct ResolveTokenRequest {
 }
 
 /// The token resolver's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResolvedToken {
     /// The user the session belongs to.
     pub user_id: String,

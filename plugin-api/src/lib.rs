@@ -20,7 +20,10 @@
 //!
 //! pub struct Hello { host: Host }
 //!
-//! #[derive(Serialize)]
+//! // Request and response types also derive `JsonSchema`: their schemas go
+//! // into the manifest (and the host's OpenAPI document).
+//! #[derive(Serialize, syshost_plugin_api::schemars::JsonSchema)]
+//! #[schemars(crate = "syshost_plugin_api::schemars")]
 //! pub struct Greeting { text: String }
 //!
 //! impl Plugin for Hello {
@@ -83,6 +86,12 @@ pub use manifest::{
     OperationDecl, PermissionDecl, SubjectProvider, TokenResolver,
 };
 pub use plugin::{NoInput, Operations, Plugin};
+
+/// The JSON Schema generator used for operation request/response schemas.
+/// Plugins derive `schemars::JsonSchema` on their request and response types
+/// (add `schemars = "1"` to the plugin's dependencies so the derive can name
+/// the crate, or use `#[schemars(crate = "syshost_plugin_api::schemars")]`).
+pub use schemars;
 
 /// Re-exports used by [`export_plugin!`]; not part of the public API.
 #[doc(hidden)]

@@ -24,7 +24,7 @@ pub struct AuditLog {
 }
 
 /// 2. Request and response types are plain serde structs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
     /// Page size (1-500, default 50).
@@ -40,7 +40,7 @@ fn default_limit() -> usize {
 }
 
 /// One page of recorded events, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ListResponse {
     /// The events.
     pub events: Vec<Event>,
@@ -49,7 +49,7 @@ pub struct ListResponse {
 }
 
 /// How many events are stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CountResponse {
     /// Number of stored events.
     pub count: usize,

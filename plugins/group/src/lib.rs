@@ -52,7 +52,7 @@ pub struct GroupSystem {
 }
 
 /// A group as stored and returned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Group {
     /// Slug id (`^[a-z0-9][a-z0-9_-]{0,63}$`).
     pub id: String,
@@ -69,7 +69,7 @@ pub struct Group {
 }
 
 /// Request of `create`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// Slug id; generated (32 hex digits) when absent.
@@ -83,7 +83,7 @@ pub struct CreateRequest {
 }
 
 /// Request of `get` and `delete`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdRequest {
     /// The group id.
@@ -91,7 +91,7 @@ pub struct IdRequest {
 }
 
 /// Request of `list`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
     /// Case-insensitive substring of the id, name or description.
@@ -106,7 +106,7 @@ pub struct ListRequest {
 }
 
 /// Request of `update`; absent fields keep their value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     /// The group id.
@@ -120,7 +120,7 @@ pub struct UpdateRequest {
 }
 
 /// Request of `check`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// Group ids to look up.
@@ -128,7 +128,7 @@ pub struct CheckRequest {
 }
 
 /// One page of groups, sorted by name (case-insensitive), then id.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ListResponse {
     /// The groups of this page.
     pub items: Vec<Group>,
@@ -137,21 +137,21 @@ pub struct ListResponse {
 }
 
 /// Response of `delete`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DeleteResponse {
     /// Always `true` (a missing group is `not_found`).
     pub deleted: bool,
 }
 
 /// Response of `check`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CheckResponse {
     /// The requested ids that name no group, sorted and without duplicates.
     pub unknown: Vec<String>,
 }
 
 /// Response of `ping`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Pong {
     /// The system that answered.
     pub system: &'static str,

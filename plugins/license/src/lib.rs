@@ -93,7 +93,7 @@ pub struct LicenseSystem {
 }
 
 /// An app license: whether the platform has a feature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AppLicense {
     /// Slug id, unique across app and user licenses.
     pub id: String,
@@ -112,7 +112,7 @@ pub struct AppLicense {
 }
 
 /// A user license: seats assignable to users.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UserLicense {
     /// Slug id, unique across app and user licenses.
     pub id: String,
@@ -129,7 +129,7 @@ pub struct UserLicense {
 }
 
 /// A user license as returned by the operations: the record plus its seat count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct UserLicenseView {
     /// The stored record.
     #[serde(flatten)]
@@ -139,7 +139,9 @@ pub struct UserLicenseView {
 }
 
 /// The seat counter of a user license, stored under `seats/<id>`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct SeatCounter {
     /// Seats currently assigned.
     pub used: u64,
@@ -148,7 +150,7 @@ pub struct SeatCounter {
 }
 
 /// Request of `create_app_license`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAppRequest {
     /// Slug id; generated (32 hex digits) when absent.
@@ -168,7 +170,7 @@ pub struct CreateAppRequest {
 }
 
 /// Request of `update_app_license`; absent fields keep their value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAppRequest {
     /// The license id.
@@ -185,7 +187,7 @@ pub struct UpdateAppRequest {
 }
 
 /// Request of `set_app_license_enabled`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetEnabledRequest {
     /// The app license id.
@@ -195,7 +197,7 @@ pub struct SetEnabledRequest {
 }
 
 /// Request of `create_user_license`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// Slug id; generated (32 hex digits) when absent.
@@ -211,7 +213,7 @@ pub struct CreateUserRequest {
 }
 
 /// Request of `update_user_license`; absent fields keep their value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     /// The license id.
@@ -228,7 +230,7 @@ pub struct UpdateUserRequest {
 }
 
 /// Request of operations that address one license by id.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdRequest {
     /// The license id.
@@ -236,7 +238,7 @@ pub struct IdRequest {
 }
 
 /// Request of the list operations.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
     /// Case-insensitive substring of the id, name or description.
@@ -251,7 +253,7 @@ pub struct ListRequest {
 }
 
 /// Request of `assign` and `revoke`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatRequest {
     /// The user license.
@@ -261,7 +263,7 @@ pub struct SeatRequest {
 }
 
 /// Request of `seats`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatsRequest {
     /// One user license; absent: every user license.
@@ -270,7 +272,7 @@ pub struct SeatsRequest {
 }
 
 /// Request of `assignees`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssigneesRequest {
     /// The user license.
@@ -284,7 +286,7 @@ pub struct AssigneesRequest {
 }
 
 /// Request of `licenses_of`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicensesOfRequest {
     /// The user.
@@ -292,14 +294,14 @@ pub struct LicensesOfRequest {
 }
 
 /// Payload of the `user.deleted` event this plugin subscribes to.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct UserDeleted {
     /// The deleted user's id.
     pub id: String,
 }
 
 /// A page of items with the total number of matches.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ListResponse<T> {
     /// The items of this page.
     pub items: Vec<T>,
@@ -308,14 +310,14 @@ pub struct ListResponse<T> {
 }
 
 /// Response of the delete operations.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DeleteResponse {
     /// Always `true` (a missing license is `not_found`).
     pub deleted: bool,
 }
 
 /// Response of `assign`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AssignResponse {
     /// `false` when the user already held a seat (nothing changed).
     pub assigned: bool,
@@ -326,14 +328,14 @@ pub struct AssignResponse {
 }
 
 /// Response of `revoke`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RevokeResponse {
     /// `false` when the user held no seat (nothing changed).
     pub revoked: bool,
 }
 
 /// Seat usage of one user license.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SeatInfo {
     /// The user license.
     pub license_id: String,
@@ -346,21 +348,21 @@ pub struct SeatInfo {
 }
 
 /// Response of `seats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SeatsResponse {
     /// One entry per user license, by name then id.
     pub items: Vec<SeatInfo>,
 }
 
 /// Response of `licenses_of`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct LicensesOfResponse {
     /// The user's user-license ids, sorted.
     pub licenses: Vec<String>,
 }
 
 /// Response of `ping`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Pong {
     /// The system that answered.
     pub system: &'static str,

@@ -22,7 +22,7 @@ pub struct PermissionSystem {
 }
 
 /// One registered permission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PermissionInfo {
     /// Permission id, e.g. `role.create`.
     pub id: String,
@@ -35,7 +35,7 @@ pub struct PermissionInfo {
 }
 
 /// Request of `list`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
     /// Only permissions declared by this plugin.
@@ -53,7 +53,7 @@ pub struct ListRequest {
 }
 
 /// A page of permissions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ListResponse {
     /// The permissions on this page, sorted by id.
     pub items: Vec<PermissionInfo>,
@@ -62,7 +62,7 @@ pub struct ListResponse {
 }
 
 /// Request of `get`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetRequest {
     /// Permission id.
@@ -70,7 +70,7 @@ pub struct GetRequest {
 }
 
 /// Request of `check`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// Permission ids to check.
@@ -78,14 +78,14 @@ pub struct CheckRequest {
 }
 
 /// Response of `check`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CheckResponse {
     /// The ids no active plugin declares, sorted and deduplicated.
     pub unknown: Vec<String>,
 }
 
 /// Response of `ping`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Pong {
     /// The system that answered.
     pub system: &'static str,

@@ -43,7 +43,7 @@ const MAX_ATTEMPTS: usize = 32;
 pub const ADMIN_ROLE: &str = "admin";
 
 /// One entry of the host's permission registry.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct RegisteredPermission {
     id: String,
 }

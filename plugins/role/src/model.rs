@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Stored as JSON under `role/<id>`; the same shape is returned by every
 /// operation that answers with a role and carried by `role.created` and
 /// `role.updated` events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Role {
     /// Slug id (`^[a-z0-9][a-z0-9_-]{0,63}$`), caller-given or 32 random hex digits.
     pub id: String,
@@ -31,7 +31,7 @@ pub struct Role {
 }
 
 /// Request of `create`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// Slug id; generated (32 random hex digits) when absent.
@@ -49,7 +49,7 @@ pub struct CreateRequest {
 }
 
 /// Request of `get` and `delete`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdRequest {
     /// Role id.
@@ -57,7 +57,7 @@ pub struct IdRequest {
 }
 
 /// Request of `list`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
     /// Case-insensitive substring of id, name or description.
@@ -72,7 +72,7 @@ pub struct ListRequest {
 }
 
 /// A page of roles.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ListResponse {
     /// The roles on this page, sorted by name (case-insensitively), then id.
     pub items: Vec<Role>,
@@ -81,7 +81,7 @@ pub struct ListResponse {
 }
 
 /// Request of `update`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
     /// Role id.
@@ -95,7 +95,7 @@ pub struct UpdateRequest {
 }
 
 /// Request of `set_permissions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPermissionsRequest {
     /// Role id.
@@ -105,14 +105,14 @@ pub struct SetPermissionsRequest {
 }
 
 /// Response of `delete`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DeleteResponse {
     /// Always `true`: a missing role is a `not_found` error.
     pub deleted: bool,
 }
 
 /// Request of `check` and `permissions_of`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdsRequest {
     /// Role ids.
@@ -120,14 +120,14 @@ pub struct IdsRequest {
 }
 
 /// Response of `check`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CheckResponse {
     /// The given ids that name no existing role, sorted and deduplicated.
     pub unknown: Vec<String>,
 }
 
 /// Response of `permissions_of`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct PermissionsOfResponse {
     /// Union of the permissions of every existing role among the ids, sorted.
     pub permissions: Vec<String>,
@@ -136,21 +136,21 @@ pub struct PermissionsOfResponse {
 }
 
 /// Payload of `role.created` and `role.updated`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RoleEvent<'a> {
     /// The role as stored after the change.
     pub role: &'a Role,
 }
 
 /// Payload of `role.deleted`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DeletedEvent<'a> {
     /// Id of the deleted role.
     pub id: &'a str,
 }
 
 /// Response of `ping`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Pong {
     /// The system that answered.
     pub system: &'static str,
@@ -159,13 +159,13 @@ pub struct Pong {
 }
 
 /// Request of `permission.check` (called on the permission system).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct PermissionCheckRequest<'a> {
     pub ids: &'a [String],
 }
 
 /// Response of `permission.check`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub(crate) struct PermissionCheckResponse {
     pub unknown: Vec<String>,
 }

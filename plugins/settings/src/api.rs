@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Request of `register`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Section id: `^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$`, at most 128
@@ -18,7 +18,7 @@ pub struct RegisterRequest {
 }
 
 /// Response of `register`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RegisterResponse {
     /// The section id.
     pub section: String,
@@ -27,7 +27,7 @@ pub struct RegisterResponse {
 }
 
 /// Request naming one section (`get`, `schema`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SectionRequest {
     /// The section id.
@@ -35,7 +35,7 @@ pub struct SectionRequest {
 }
 
 /// One section's document, as returned by `get` and in `list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SectionView {
     /// The section id.
     pub section: String,
@@ -46,14 +46,14 @@ pub struct SectionView {
 }
 
 /// Response of `list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ListResponse {
     /// Every registered section, sorted by id.
     pub items: Vec<SectionView>,
 }
 
 /// Response of `schema`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SchemaResponse {
     /// The section id.
     pub section: String,
@@ -64,7 +64,7 @@ pub struct SchemaResponse {
 }
 
 /// Request of `put`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutRequest {
     /// The section id.
@@ -74,7 +74,7 @@ pub struct PutRequest {
 }
 
 /// Response of `put`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PutResponse {
     /// The section id.
     pub section: String,
@@ -85,28 +85,28 @@ pub struct PutResponse {
 }
 
 /// Payload of `settings.updated`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UpdatedEvent {
     /// The section whose document changed.
     pub section: String,
 }
 
 /// Payload of `role.deleted` and `group.deleted`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct DeletedEvent {
     /// The deleted role or group id.
     pub id: String,
 }
 
 /// Request of `role.check` and `group.check`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CheckRequest {
     /// The ids to look up.
     pub ids: Vec<String>,
 }
 
 /// Response of `role.check` and `group.check`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct CheckResponse {
     /// The ids that do not exist.
     #[serde(default)]
@@ -115,7 +115,7 @@ pub struct CheckResponse {
 
 /// What is stored under `section/<id>`: registration and document together,
 /// so every change is one compare-and-swap of one key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SectionRecord {
     /// The section id.
     pub section: String,

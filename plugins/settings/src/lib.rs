@@ -58,7 +58,7 @@ pub struct SettingsSystem {
 }
 
 /// Response of `ping`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Pong {
     /// The system that answered.
     pub system: &'static str,

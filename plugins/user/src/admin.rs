@@ -122,7 +122,7 @@ fn id_set(field: &str, ids: Vec<String>) -> Result<BTreeSet<String>, PluginError
 }
 
 /// Response of the `check` operations of role, group and permission.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct CheckResponse {
     unknown: Vec<String>,
 }
@@ -289,7 +289,7 @@ pub struct NewAccount {
 /// The new account and the plain one-time codes created with it (never
 /// serialized: only the user goes back to the caller; the codes are for the
 /// mails).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CreatedUser {
     /// The new account.
     #[serde(flatten)]

@@ -25,7 +25,7 @@ use crate::profile::{self, AVATAR_MAX_BYTES};
 use crate::store::{self, Op};
 
 /// Request of `set_my_avatar`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetMyAvatarRequest {
     /// `image/png`, `image/jpeg` or `image/webp` (case-insensitive;
@@ -36,7 +36,7 @@ pub struct SetMyAvatarRequest {
 }
 
 /// Request of `set_avatar`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetAvatarRequest {
     /// The user id.
@@ -49,7 +49,7 @@ pub struct SetAvatarRequest {
 }
 
 /// Response of `get_avatar`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AvatarData {
     /// The canonical content type: `image/png`, `image/jpeg` or `image/webp`.
     pub content_type: String,

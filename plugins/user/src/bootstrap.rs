@@ -20,7 +20,7 @@ pub const ADMIN_ROLE: &str = "admin";
 /// The address used when none is configured.
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@localhost";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct BootstrapAnswer {
     enabled: bool,
     #[serde(default)]

@@ -92,7 +92,7 @@ pub fn keyed_hash(key: &[u8], purpose: &str, user_id: &str, code: &str) -> Strin
 }
 
 /// Stored state of one outstanding code (`code/<user id>/<purpose>`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub struct CodeRecord {
     /// [`keyed_hash`] of the code (hex).
     pub hash: String,

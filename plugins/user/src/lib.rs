@@ -46,7 +46,7 @@ pub struct UserSystem {
 }
 
 /// Response of `ping`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Pong {
     /// The system that answered.
     pub system: &'static str,

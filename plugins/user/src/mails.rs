@@ -10,7 +10,7 @@ use serde::Deserialize;
 use syshost_plugin_api::{Host, Mail, PluginError};
 
 /// Product name and public base URL, from the host.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct Site {
     /// Product name used in subjects and bodies.
     pub product_name: String,

@@ -30,7 +30,7 @@ pub struct Ctx {
 pub const SETTINGS_SECTION: &str = "user";
 
 /// Answer of `settings.get`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct SettingsGetResponse {
     /// The complete settings document.
     document: serde_json::Value,
@@ -60,7 +60,7 @@ impl Ctx {
 }
 
 /// Whether an account may be used: always, never, or until a point in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
     /// The account is enabled.
@@ -109,7 +109,7 @@ impl Status {
 }
 
 /// What a user did with a consent option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentAction {
     /// The user gave the consent.
@@ -129,7 +129,7 @@ impl ConsentAction {
 }
 
 /// One entry of a user's consent history for one option.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsentEntry {
     /// Accepted or revoked.
     pub action: ConsentAction,
@@ -150,7 +150,7 @@ pub fn latest_consent(history: &[ConsentEntry]) -> Option<&ConsentEntry> {
 }
 
 /// Metadata of a stored avatar image (the bytes live under `avatar/<id>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AvatarInfo {
     /// `image/png`, `image/jpeg` or `image/webp`.
     pub content_type: String,
@@ -164,7 +164,7 @@ pub struct AvatarInfo {
 /// [`crate::store::modify`] (or create/delete), which expects this record's
 /// current bytes and stores it again with `rev` incremented, so a write that
 /// raced another change of the same user is retried instead of lost.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UserRecord {
     /// 32 lowercase hex digits; never changes.
     pub id: String,
@@ -213,7 +213,7 @@ pub struct UserRecord {
 
 /// A user account as every operation returns it. Never contains credentials
 /// or codes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     /// 32 lowercase hex digits.
     pub id: String,
@@ -299,14 +299,14 @@ pub mod change {
 }
 
 /// Payload of `user.created`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreatedEvent {
     /// The new user's id.
     pub user_id: String,
 }
 
 /// Payload of `user.updated`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UpdatedEvent {
     /// The changed user's id.
     pub user_id: String,
@@ -315,7 +315,7 @@ pub struct UpdatedEvent {
 }
 
 /// Payload of `user.password_changed`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PasswordChangedEvent {
     /// The user whose password was set.
     pub user_id: String,
@@ -327,7 +327,7 @@ pub struct PasswordChangedEvent {
 
 /// Payload of `user.deleted`: both keys carry the id (the license system
 /// reads `id`; the host's subject cache reads `user_id`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeletedEvent {
     /// The deleted user's id.
     pub id: String,
@@ -336,7 +336,7 @@ pub struct DeletedEvent {
 }
 
 /// What the user plugin learns from `role.deleted` / `group.deleted`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct IdPayload {
     /// The deleted role's or group's id.
     pub id: String,
@@ -351,7 +351,7 @@ fn default_limit() -> u64 {
 }
 
 /// Request of `create`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// The login address.
@@ -380,7 +380,7 @@ pub struct CreateRequest {
 }
 
 /// A request naming one user.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdRequest {
     /// The user id.
@@ -388,7 +388,7 @@ pub struct IdRequest {
 }
 
 /// Status filter of `list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusFilter {
     /// State `enabled` or `enabled_until` (expired or not).
@@ -402,7 +402,7 @@ pub enum StatusFilter {
 }
 
 /// Sort key of `list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SortKey {
     /// By address (case-insensitively).
@@ -415,7 +415,7 @@ pub enum SortKey {
 }
 
 /// Sort direction of `list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SortOrder {
     /// Ascending.
@@ -426,7 +426,7 @@ pub enum SortOrder {
 }
 
 /// Request of `list`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {
     /// Case-insensitive substring of the address, first or last name
@@ -457,7 +457,7 @@ pub struct ListRequest {
 }
 
 /// A page of users.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ListResponse {
     /// The users of this page.
     pub items: Vec<User>,
@@ -466,7 +466,7 @@ pub struct ListResponse {
 }
 
 /// Request of `update_contact`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateContactRequest {
     /// The user id.
@@ -476,7 +476,7 @@ pub struct UpdateContactRequest {
 }
 
 /// The state names a status request may carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StateName {
     /// `enabled`.
@@ -488,7 +488,7 @@ pub enum StateName {
 }
 
 /// A status as a request gives it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusInput {
     /// The state.
@@ -499,7 +499,7 @@ pub struct StatusInput {
 }
 
 /// Request of `set_status`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetStatusRequest {
     /// The user id.
@@ -509,7 +509,7 @@ pub struct SetStatusRequest {
 }
 
 /// Request of `set_verified`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetVerifiedRequest {
     /// The user id.
@@ -519,7 +519,7 @@ pub struct SetVerifiedRequest {
 }
 
 /// Request of `change_email`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeEmailRequest {
     /// The user id.
@@ -532,7 +532,7 @@ pub struct ChangeEmailRequest {
 }
 
 /// Request of `set_password`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPasswordRequest {
     /// The user id.
@@ -542,11 +542,11 @@ pub struct SetPasswordRequest {
 }
 
 /// An empty JSON object response (`{}`).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Empty {}
 
 /// Request of `require_password_change`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequirePasswordChangeRequest {
     /// The user id.
@@ -559,14 +559,14 @@ pub struct RequirePasswordChangeRequest {
 pub type DeleteRequest = IdRequest;
 
 /// Response of `delete`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeleteResponse {
     /// Always `true` (an unknown user is `not_found`).
     pub deleted: bool,
 }
 
 /// Request of `set_roles`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRolesRequest {
     /// The user id.
@@ -576,7 +576,7 @@ pub struct SetRolesRequest {
 }
 
 /// Request of `set_groups`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetGroupsRequest {
     /// The user id.
@@ -586,7 +586,7 @@ pub struct SetGroupsRequest {
 }
 
 /// Request of `set_permissions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPermissionsRequest {
     /// The user id.
@@ -596,7 +596,7 @@ pub struct SetPermissionsRequest {
 }
 
 /// Request of `assign_license` and `revoke_license`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicenseRequest {
     /// The user id.
@@ -606,7 +606,7 @@ pub struct LicenseRequest {
 }
 
 /// Export formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportFormat {
     /// A JSON array of users.
@@ -616,7 +616,7 @@ pub enum ExportFormat {
 }
 
 /// Request of `export`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     /// The users to export; absent = all.
@@ -627,7 +627,7 @@ pub struct ExportRequest {
 }
 
 /// Response of `export`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExportResponse {
     /// The format of `content`.
     pub format: ExportFormat,
@@ -638,7 +638,7 @@ pub struct ExportResponse {
 }
 
 /// Request of `subject` (sent by the host).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectRequest {
     /// The user to resolve; `null`/absent = the anonymous subject.
@@ -647,7 +647,7 @@ pub struct SubjectRequest {
 }
 
 /// Request of `authenticate`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticateRequest {
     /// The login address.
@@ -657,7 +657,7 @@ pub struct AuthenticateRequest {
 }
 
 /// Response of `authenticate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuthenticateResponse {
     /// The authenticated user.
     pub user_id: String,

@@ -37,7 +37,7 @@ pub const FIELDS: [&str; 17] = [
 /// The contact/profile of a user. Every field is an optional string; absent
 /// and empty mean the same ([`Profile::validated`] turns blank values into
 /// `None`). Absent fields are left out of the JSON.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Form of address, e.g. "Ms".

@@ -25,7 +25,7 @@ use crate::{email, model};
 const BAD_CODE: &str = "the code is invalid or has expired; request a new one";
 
 /// Request of `register`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Login email.
@@ -43,7 +43,7 @@ pub struct RegisterRequest {
 /// The answer of `register`, `resend_verification` and
 /// `request_password_reset`: the same whether or not the address has an
 /// account.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Accepted {
     /// `"verification_sent"` or `"reset_sent"`.
     pub status: &'static str,
@@ -52,7 +52,7 @@ pub struct Accepted {
 }
 
 /// Request of `confirm_email`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmEmailRequest {
     /// The address the code was sent to.
@@ -62,7 +62,7 @@ pub struct ConfirmEmailRequest {
 }
 
 /// Request of `resend_verification` and `request_password_reset`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailRequest {
     /// The address.
@@ -70,7 +70,7 @@ pub struct EmailRequest {
 }
 
 /// Request of `reset_password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
     /// The address the code was sent to.
@@ -82,7 +82,7 @@ pub struct ResetPasswordRequest {
 }
 
 /// Request of `change_my_password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeMyPasswordRequest {
     /// The current password.
@@ -92,7 +92,7 @@ pub struct ChangeMyPasswordRequest {
 }
 
 /// Request of `update_my_contact`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMyContactRequest {
     /// The new profile (replaces the old one).
@@ -100,7 +100,7 @@ pub struct UpdateMyContactRequest {
 }
 
 /// Request of `set_my_consent`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetMyConsentRequest {
     /// A consent option id from the user settings.
@@ -110,14 +110,14 @@ pub struct SetMyConsentRequest {
 }
 
 /// Answer of `confirm_email` and `reset_password`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Done {
     /// Always true.
     pub ok: bool,
 }
 
 /// Answer of `me`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Me {
     /// The account.
     pub user: User,
@@ -128,7 +128,7 @@ pub struct Me {
 }
 
 /// Answer of `export_my_data`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MyData {
     /// When the export was made.
     pub exported_at: i64,
@@ -170,7 +170,7 @@ fn setting_strings(settings: &serde_json::Value, key: &str) -> Vec<String> {
 }
 
 /// A consent option from the settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 struct ConsentOption {
     id: String,
     #[serde(default)]

@@ -12,7 +12,7 @@ use crate::password::{self, Verification};
 use crate::store::{self, Op};
 
 /// Answer of `role.permissions_of`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct PermissionsOf {
     permissions: Vec<String>,
     #[serde(default)]
@@ -20,7 +20,7 @@ struct PermissionsOf {
 }
 
 /// Answer of `license.licenses_of`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct LicensesOf {
     licenses: Vec<String>,
 }

@@ -1,0 +1,651 @@
+//! The HTTP API, black-box against the real `syshost run` binary with the
+//! real system plugins: routes, errors, authentication (bearer and cookie),
+//! CSRF, limits, security headers, OpenAPI, and restart.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use syshost_test_support::PluginDir;
+
+const ADMIN_EMAIL: &str = "root@example.test";
+const ADMIN_PASSWORD: &str = "correct horse battery staple 42";
+
+struct Server {
+    child: Child,
+    addr: String,
+    _log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops with SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert_eq!(status.code(), Some(0));
+                return;
+            }
+            assert!(Instant::now() < deadline, "syshost did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(cwd: &Path, plugins: &PluginDir, extra_env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syshost"));
+    cmd.current_dir(cwd).arg("run");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SYSHOST_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("SYSHOST_PLUGIN_DIRS", plugins.path())
+        .env("SYSHOST_HTTP_ADDR", "127.0.0.1:0")
+        .env("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn syshost run");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    return Server {
+                        child,
+                        addr: rest.trim().to_string(),
+                        _log: rx,
+                    };
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("syshost run never listened; log:\n{seen}");
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn body(r: Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, value)
+}
+
+/// Asserts the `{"error": {"code", "message"}}` shape and returns the code.
+fn error_code(status: StatusCode, v: &Value) -> String {
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status} {v}"
+    );
+    assert!(v["error"]["message"].is_string(), "{v}");
+    v["error"]["code"].as_str().expect("error code").to_string()
+}
+
+fn post(c: &Client, s: &Server, path: &str, token: Option<&str>, req: &Value) -> Response {
+    let mut b = c.post(s.url(path)).json(req);
+    if let Some(t) = token {
+        b = b.bearer_auth(t);
+    }
+    b.send().unwrap()
+}
+
+fn login(c: &Client, s: &Server, email: &str, password: &str) -> String {
+    let (status, headers, v) = body(post(
+        c,
+        s,
+        "/api/v1/session/login",
+        None,
+        &json!({"email": email, "password": password}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let token = v["session_token"].as_str().expect("token").to_string();
+    assert_eq!(token.len(), 64, "{v}");
+    let cookie = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|h| h.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("syshost_session="))
+        .expect("login sets the session cookie");
+    assert_eq!(
+        cookie,
+        format!("syshost_session={token}; HttpOnly; SameSite=Lax; Path=/")
+    );
+    token
+}
+
+#[test]
+fn health_openapi_and_security_headers() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let server = start(cwd.path(), &plugins, &[]);
+    let c = client();
+
+    let r = c.get(server.url("/healthz")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    for (h, v) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(r.headers()[h], v, "{h}");
+    }
+    assert_eq!(r.text().unwrap(), "ok");
+    let (status, _, v) = body(c.get(server.url("/readyz")).send().unwrap());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ready"], true);
+    let (status, _, systems) = body(c.get(server.url("/api/v1/systems")).send().unwrap());
+    assert_eq!(status, 200);
+    let active: Vec<String> = systems
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["active"] == true)
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(active.len(), 7, "{systems}");
+
+    let (status, headers, doc) = body(c.get(server.url("/api/openapi.json")).send().unwrap());
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["components"]["schemas"]["Error"].is_object());
+    // Every operation of every active system, with its operationId; GET too
+    // for read-only ones. The manifests come from the same plugin libraries.
+    let data = tempfile::tempdir().unwrap();
+    let host = syshost::Host::builder()
+        .data_dir(data.path())
+        .plugin_dir(plugins.path())
+        .build()
+        .unwrap();
+    let mut count = 0;
+    for id in &active {
+        let manifest = host.manifest(id).unwrap();
+        assert!(!manifest.operations.is_empty(), "{id}");
+        for op in &manifest.operations {
+            let path = &doc["paths"][format!("/api/v1/{id}/{}", op.name)];
+            assert_eq!(
+                path["post"]["operationId"],
+                format!("{id}.{}", op.name),
+                "{id}.{}",
+                op.name
+            );
+            assert_eq!(path["post"]["tags"], json!([id]));
+            assert_eq!(path["post"]["summary"], op.doc.as_str());
+            assert_eq!(path["post"]["x-syshost-access"], json!(op.access));
+            assert_eq!(path["get"].is_object(), !op.mutates, "{id}.{}", op.name);
+            assert!(path["post"]["responses"]["200"].is_object());
+            assert!(path["post"]["responses"]["403"].is_object());
+            let secured = path["post"]["security"].is_array();
+            assert_eq!(
+                secured,
+                op.access != syshost_plugin_api::Access::Public,
+                "{id}.{}",
+                op.name
+            );
+            count += 1;
+        }
+    }
+    assert_eq!(doc["paths"].as_object().unwrap().len(), count);
+    host.shutdown();
+    server.stop();
+}
+
+#[test]
+fn bad_requests_get_4xx_with_the_error_shape_and_auth_calls_are_rate_limited() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let server = start(
+        cwd.path(),
+        &plugins,
+        &[
+            ("SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE", "3"),
+            ("SYSHOST_HTTP_MAX_BODY_BYTES", "2048"),
+        ],
+    );
+    let c = client();
+
+    // A public query works anonymously, by POST and by GET.
+    let (status, headers, v) = body(post(&c, &server, "/api/v1/user/ping", None, &json!({})));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    let (status, _, v) = body(c.get(server.url("/api/v1/user/ping")).send().unwrap());
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = body(c.post(server.url("/api/v1/user/ping")).send().unwrap());
+    assert_eq!(status, 200, "empty body = {{}}: {v}");
+
+    // Anonymous call to a permission-guarded operation: 401.
+    let (status, headers, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/create",
+        None,
+        &json!({"email": "x@example.test"}),
+    ));
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(error_code(status, &v), "unauthenticated");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+
+    // An invalid token is 401, never anonymous.
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/ping",
+        Some("0000000000000000000000000000000000000000000000000000000000000000"),
+        &json!({}),
+    ));
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(error_code(status, &v), "unauthenticated");
+    let (status, _, v) = body(
+        c.post(server.url("/api/v1/user/ping"))
+            .header("authorization", "Basic eDp5")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        (status.as_u16(), error_code(status, &v).as_str()),
+        (401, "unauthenticated")
+    );
+
+    // Unknown system / operation: 404.
+    let (status, _, v) = body(post(&c, &server, "/api/v1/nonesuch/op", None, &json!({})));
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(error_code(status, &v), "unknown_operation");
+    let (status, _, v) = body(post(&c, &server, "/api/v1/user/nonesuch", None, &json!({})));
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(error_code(status, &v), "unknown_operation");
+    let (status, _, v) = body(c.get(server.url("/nope")).send().unwrap());
+    assert_eq!(status, 404, "{v}");
+    error_code(status, &v);
+    // GET on a state-changing operation: 405.
+    let (status, headers, v) = body(c.get(server.url("/api/v1/user/create")).send().unwrap());
+    assert_eq!(status, 405, "{v}");
+    assert_eq!(headers["allow"], "POST");
+    error_code(status, &v);
+
+    // Malformed JSON, non-objects, wrong content type: rejected by the host.
+    let malformed = [
+        ("application/json", "{\"email\": "),
+        ("application/json", "[1, 2]"),
+        ("application/json", "\u{0}\u{1}"),
+        ("text/plain", "{}"),
+    ];
+    for (ct, text) in malformed {
+        let (status, _, v) = body(
+            c.post(server.url("/api/v1/user/ping"))
+                .header("content-type", ct)
+                .body(text)
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, 400, "{ct} {text:?}: {v}");
+        assert_eq!(error_code(status, &v), "invalid_input", "{v}");
+    }
+    let (status, _, v) = body(
+        c.post(server.url("/api/v1/user/ping"))
+            .header("content-type", "application/xml")
+            .body("<x/>")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 400, "{v}");
+    error_code(status, &v);
+    // Oversized body: 413 with the error shape.
+    let big = json!({"email": "a".repeat(4096)});
+    let (status, _, v) = body(post(&c, &server, "/api/v1/user/ping", None, &big));
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(error_code(status, &v), "payload_too_large");
+
+    // The per-address limit for `auth` operations: 3 per minute, then 429.
+    let throttled = "/api/v1/user/confirm_email";
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..5 {
+        let (status, headers, v) = body(post(
+            &c,
+            &server,
+            throttled,
+            None,
+            &json!({"email": "nobody@example.test", "code": "123456"}),
+        ));
+        statuses.push(status.as_u16());
+        last = Some((status, headers, v));
+    }
+    assert!(statuses[..3].iter().all(|s| *s != 429), "{statuses:?}");
+    let (status, headers, v) = last.unwrap();
+    assert_eq!(status, 429, "{statuses:?} {v}");
+    assert_eq!(error_code(status, &v), "rate_limited");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Other operations are not throttled.
+    let (status, _, _) = body(post(&c, &server, "/api/v1/user/ping", None, &json!({})));
+    assert_eq!(status, 200);
+    server.stop();
+}
+
+#[test]
+fn sessions_over_bearer_and_cookie_with_csrf_logout_and_restart() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let server = start(cwd.path(), &plugins, &[]);
+    let c = client();
+
+    // Admin over Bearer: create a role and a user, assign, list.
+    let admin = login(&c, &server, ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/role/create",
+        Some(&admin),
+        &json!({"id": "viewer", "name": "Viewer", "permissions": ["user.read"]}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let (status, _, user) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/create",
+        Some(&admin),
+        &json!({"email": "ann@example.test", "password": "ann's long passphrase 1", "verified": true}),
+    ));
+    assert_eq!(status, 200, "{user}");
+    let ann_id = user["id"].as_str().unwrap().to_string();
+    // Wrong types and unknown fields: 400 naming the problem, nothing created.
+    for bad in [
+        json!({"email": 5}),
+        json!({"email": "bob@example.test", "bogus": 1}),
+        json!({"email": "bob@example.test", "roles": "admin"}),
+    ] {
+        let (status, _, v) = body(post(&c, &server, "/api/v1/user/create", Some(&admin), &bad));
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert_eq!(error_code(status, &v), "invalid_input", "{v}");
+    }
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/set_roles",
+        Some(&admin),
+        &json!({"id": ann_id, "roles": ["viewer"]}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let (status, _, list) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/list",
+        Some(&admin),
+        &json!({}),
+    ));
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 2, "{list}");
+
+    // Ann may read but not create: 403, and nothing changed.
+    let ann = login(&c, &server, "ann@example.test", "ann's long passphrase 1");
+    let (status, _, v) = body(
+        c.get(server.url("/api/v1/user/list"))
+            .bearer_auth(&ann)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/create",
+        Some(&ann),
+        &json!({"email": "mallory@example.test"}),
+    ));
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(error_code(status, &v), "permission_denied");
+    let (_, _, list) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/list",
+        Some(&admin),
+        &json!({"search": "mallory"}),
+    ));
+    assert_eq!(list["total"], 0, "{list}");
+
+    // A role change rotates Ann's token: the next response hands over the
+    // new one in X-Session-Token, and the old one is dead.
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/set_roles",
+        Some(&admin),
+        &json!({"id": ann_id, "roles": []}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let r = c
+        .get(server.url("/api/v1/user/me"))
+        .bearer_auth(&ann)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let old = ann;
+    let ann = r.headers()["x-session-token"].to_str().unwrap().to_string();
+    assert_eq!(ann.len(), 64);
+    assert_ne!(ann, old);
+    let (status, _, v) = body(
+        c.get(server.url("/api/v1/user/me"))
+            .bearer_auth(&old)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 401, "the replaced token is dead: {v}");
+    let (status, _, v) = body(
+        c.get(server.url("/api/v1/user/list"))
+            .bearer_auth(&ann)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 403, "viewer role gone: {v}");
+    assert_eq!(error_code(status, &v), "permission_denied");
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/set_roles",
+        Some(&admin),
+        &json!({"id": ann_id, "roles": ["viewer"]}),
+    ));
+    assert_eq!(status, 200, "{v}");
+
+    // A session created while a password change is required may only
+    // change the password (and a few more): others → 403.
+    let (status, _, bob) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/create",
+        Some(&admin),
+        &json!({"email": "bob@example.test", "password": "bob's long passphrase 1", "verified": true}),
+    ));
+    assert_eq!(status, 200, "{bob}");
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/require_password_change",
+        Some(&admin),
+        &json!({"id": bob["id"], "required": true}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let bob_token = login(&c, &server, "bob@example.test", "bob's long passphrase 1");
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/update_my_contact",
+        Some(&bob_token),
+        &json!({}),
+    ));
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(error_code(status, &v), "password_change_required");
+    let (status, _, v) = body(
+        c.get(server.url("/api/v1/user/me"))
+            .bearer_auth(&bob_token)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{v}");
+
+    // Cookie login (a browser): the client keeps the HttpOnly cookie.
+    let browser = Client::builder().cookie_store(true).build().unwrap();
+    let (status, headers, v) = body(post(
+        &browser,
+        &server,
+        "/api/v1/session/login",
+        None,
+        &json!({"email": "ann@example.test", "password": "ann's long passphrase 1"}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let set_cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    // A read-only GET with the cookie needs no Origin.
+    let (status, _, me) = body(browser.get(server.url("/api/v1/user/me")).send().unwrap());
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["id"], ann_id.as_str(), "{me}");
+    // A cookie POST without Origin (or from elsewhere) is refused.
+    let (status, _, v) = body(browser.post(server.url("/api/v1/user/me")).send().unwrap());
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(error_code(status, &v), "csrf_rejected");
+    let (status, _, v) = body(
+        browser
+            .post(server.url("/api/v1/user/me"))
+            .header("origin", "http://evil.example")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(error_code(status, &v), "csrf_rejected");
+    let (status, _, v) = body(
+        browser
+            .post(server.url("/api/v1/user/me"))
+            .header("origin", server.origin())
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = body(
+        browser
+            .post(server.url("/api/v1/user/me"))
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{v}");
+    // Logout through the cookie clears it; afterwards the browser is anonymous.
+    let (status, headers, v) = body(
+        browser
+            .post(server.url("/api/v1/session/logout"))
+            .header("origin", server.origin())
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["session_ended"], true);
+    assert!(
+        headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"),
+        "{headers:?}"
+    );
+    let (status, _, v) = body(browser.get(server.url("/api/v1/user/me")).send().unwrap());
+    assert_eq!(status, 401, "{v}");
+
+    // Bearer logout: the token is rejected afterwards.
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/session/logout",
+        Some(&ann),
+        &json!({}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = body(
+        c.get(server.url("/api/v1/user/me"))
+            .bearer_auth(&ann)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(error_code(status, &v), "unauthenticated");
+
+    // Restart on the same data dir: users and sessions survive.
+    server.stop();
+    let server = start(cwd.path(), &plugins, &[]);
+    let (status, _, me) = body(
+        c.get(server.url("/api/v1/user/me"))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["email"], ADMIN_EMAIL, "{me}");
+    let (_, _, list) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/list",
+        Some(&admin),
+        &json!({}),
+    ));
+    assert_eq!(list["total"], 3, "{list}");
+    server.stop();
+}
