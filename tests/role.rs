@@ -831,8 +831,10 @@ fn check_and_permissions_of_are_for_the_system_and_plugins_only() {
     for op in ["check", "permissions_of"] {
         let err = fail_as(role, &everything, op, json!({ "ids": ["r"] }));
         assert_eq!(err.code, codes::PERMISSION_DENIED, "{op}: {err}");
+        // Anonymous callers are told to authenticate (HTTP 401), users that
+        // they lack the right (403); neither may call system operations.
         let err = fail_as(role, &CallContext::default(), op, json!({ "ids": ["r"] }));
-        assert_eq!(err.code, codes::PERMISSION_DENIED, "{op}: {err}");
+        assert_eq!(err.code, codes::UNAUTHENTICATED, "{op}: {err}");
         let as_plugin = CallContext::for_subject(Subject::Plugin { id: "user".into() });
         let _: Value = role
             .call_as(&as_plugin, op, &json!({ "ids": ["r"] }))

@@ -660,8 +660,12 @@ pub fn authorize(access: &Access, subject: &Subject) -> Result<(), PluginError> 
         Access::System => {
             if subject.is_internal() {
                 Ok(())
-            } else {
+            } else if subject.is_authenticated() {
                 Err(PluginError::permission_denied("system"))
+            } else {
+                Err(PluginError::unauthenticated(
+                    "this operation is reserved for the host and other systems",
+                ))
             }
         }
     }

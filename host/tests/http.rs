@@ -649,3 +649,273 @@ fn sessions_over_bearer_and_cookie_with_csrf_logout_and_restart() {
     assert_eq!(list["total"], 3, "{list}");
     server.stop();
 }
+
+/// Every POST path of the OpenAPI document with its access rule.
+fn operations(c: &Client, s: &Server) -> Vec<(String, String)> {
+    let (status, _, doc) = body(c.get(s.url("/api/openapi.json")).send().unwrap());
+    assert_eq!(status, 200);
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if let Some(post) = item.get("post") {
+            let access = post["x-syshost-access"].to_string();
+            out.push((path.clone(), access));
+        }
+    }
+    assert!(out.len() > 40, "{out:?}");
+    out
+}
+
+#[test]
+fn every_endpoint_refuses_callers_without_a_session_or_permission_and_changes_nothing() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let s = start(
+        cwd.path(),
+        &plugins,
+        &[
+            ("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
+        ],
+    );
+    let c = client();
+    let admin = login(&c, &s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/user/create",
+        Some(&admin),
+        &json!({"email": "nobody@example.test", "password": "an unprivileged passphrase", "verified": true}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let plain = login(&c, &s, "nobody@example.test", "an unprivileged passphrase");
+    let snapshot = |token: &str| {
+        let users = body(post(&c, &s, "/api/v1/user/list", Some(token), &json!({}))).2;
+        let roles = body(post(&c, &s, "/api/v1/role/list", Some(token), &json!({}))).2;
+        let groups = body(post(&c, &s, "/api/v1/group/list", Some(token), &json!({}))).2;
+        (users, roles, groups)
+    };
+    let before = snapshot(&admin);
+    let mut checked = 0;
+    for (path, access) in operations(&c, &s) {
+        if access == "\"public\"" {
+            continue;
+        }
+        // No session: 401 with the error shape, whatever the body.
+        let (status, headers, v) = body(post(&c, &s, &path, None, &json!({})));
+        assert_eq!(status, 401, "{path} {access}: {v}");
+        assert_eq!(error_code(status, &v), "unauthenticated", "{path}");
+        assert!(headers.get("www-authenticate").is_some(), "{path}");
+        // A session without the permission: 403 (permission and system rules).
+        if access.contains("permission") && !access.contains("self_or_permission")
+            || access == "\"system\""
+        {
+            let (status, _, v) = body(post(&c, &s, &path, Some(&plain), &json!({})));
+            assert_eq!(status, 403, "{path} {access}: {v}");
+            assert_eq!(error_code(status, &v), "permission_denied", "{path}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 30, "{checked}");
+    assert_eq!(snapshot(&admin), before, "refused calls changed nothing");
+}
+
+#[test]
+fn malformed_input_to_every_operation_is_a_4xx_never_a_5xx() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let s = start(
+        cwd.path(),
+        &plugins,
+        &[
+            ("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE", "10000"),
+            ("SYSHOST_HTTP_MAX_BODY_BYTES", "65536"),
+        ],
+    );
+    let c = client();
+    let admin = login(&c, &s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let huge = format!("{{\"x\": \"{}\"}}", "a".repeat(70_000));
+    let bodies: Vec<(&str, String)> = vec![
+        ("application/json", "{".to_string()),
+        ("application/json", "[]".to_string()),
+        ("application/json", "\"text\"".to_string()),
+        ("application/json", "42".to_string()),
+        ("application/json", "null".to_string()),
+        (
+            "application/json",
+            "{\"id\": {\"$ne\": 1}, \"email\": 7, \"roles\": \"x\"}".to_string(),
+        ),
+        ("application/json", deep),
+        ("text/plain", "{}".to_string()),
+        ("application/json", "{\"a\":\"\\ud800\"}".to_string()),
+    ];
+    for (path, _) in operations(&c, &s) {
+        for (content_type, raw) in &bodies {
+            let response = c
+                .post(s.url(&path))
+                .bearer_auth(&admin)
+                .header("content-type", *content_type)
+                .body(raw.clone())
+                .send()
+                .unwrap();
+            let (status, _, v) = body(response);
+            assert!(
+                status.is_client_error(),
+                "{path} with {content_type} {:?}: {status} {v}",
+                &raw[..raw.len().min(40)]
+            );
+            error_code(status, &v);
+        }
+    }
+    // An oversized body is refused with 413 as soon as its length is known;
+    // the server may close the connection before the client finished
+    // sending, which the client then sees as a transport error.
+    match c
+        .post(s.url("/api/v1/user/create"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+    {
+        Ok(response) => {
+            let (status, _, v) = body(response);
+            assert_eq!(status, 413, "{v}");
+            assert_eq!(error_code(status, &v), "payload_too_large");
+        }
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
+    // The admin session and the host are still fine (a fresh client: the
+    // server closed the connection that carried the oversized body).
+    let c = client();
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/session/whoami",
+        Some(&admin),
+        &json!({}),
+    ));
+    assert_eq!(status, 200, "{v}");
+}
+
+#[test]
+fn register_confirm_login_change_password_and_logout_over_http_with_real_mail() {
+    let sink = syshost_test_support::SmtpSink::start();
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let s = start(
+        cwd.path(),
+        &plugins,
+        &[
+            ("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("SYSHOST_SMTP_URL", &sink.url()),
+            ("SYSHOST_PRODUCT_NAME", "Acme"),
+        ],
+    );
+    let c = client();
+    let admin = login(&c, &s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/settings/put",
+        Some(&admin),
+        &json!({"section": "user", "document": {"self_registration": true}}),
+    ));
+    assert_eq!(status, 200, "{v}");
+
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/user/register",
+        None,
+        &json!({"email": "zoe@example.test", "password": "zoe's first passphrase",
+                "profile": {"first_name": "Zoe", "last_name": "Quinn"}}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let mail = sink.wait_for_to("zoe@example.test", 1, Duration::from_secs(20));
+    let code = syshost_test_support::code_in(&mail);
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/user/confirm_email",
+        None,
+        &json!({"email": "zoe@example.test", "code": code}),
+    ));
+    assert_eq!(status, 200, "{v}");
+
+    // Two sessions; changing the password from one ends the other.
+    let first = login(&c, &s, "zoe@example.test", "zoe's first passphrase");
+    let second = login(&c, &s, "zoe@example.test", "zoe's first passphrase");
+    let (status, _, me) = body(post(&c, &s, "/api/v1/user/me", Some(&first), &json!({})));
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["email"], "zoe@example.test");
+    assert_eq!(me["user"]["email_verified"], true);
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/user/change_my_password",
+        Some(&first),
+        &json!({"current_password": "zoe's first passphrase", "new_password": "zoe's second passphrase"}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/session/whoami",
+        Some(&second),
+        &json!({}),
+    ));
+    assert_eq!(status, 401, "the other session ended: {v}");
+    // The session that changed it is rotated: the next answer carries the new token.
+    let (status, headers, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/session/whoami",
+        Some(&first),
+        &json!({}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let rotated = headers
+        .get("x-session-token")
+        .expect("rotated token")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, _, _) = body(post(
+        &c,
+        &s,
+        "/api/v1/session/whoami",
+        Some(&first),
+        &json!({}),
+    ));
+    assert_eq!(status, 401, "the pre-rotation token is dead");
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/session/logout",
+        Some(&rotated),
+        &json!({}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let (status, _, _) = body(post(
+        &c,
+        &s,
+        "/api/v1/session/whoami",
+        Some(&rotated),
+        &json!({}),
+    ));
+    assert_eq!(status, 401);
+    // The old password is gone, the new one works.
+    let (status, _, v) = body(post(
+        &c,
+        &s,
+        "/api/v1/session/login",
+        None,
+        &json!({"email": "zoe@example.test", "password": "zoe's first passphrase"}),
+    ));
+    assert_eq!(status, 401, "{v}");
+    login(&c, &s, "zoe@example.test", "zoe's second passphrase");
+}
