@@ -207,6 +207,22 @@ fn health_openapi_and_security_headers() {
     );
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(doc["openapi"], "3.1.0");
+    // Every reference resolves inside the document, and no schema keeps a
+    // dangling `$defs` reference.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.len() > 50, "{}", refs.len());
+    for r in &refs {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external ref {r}"));
+        let pointer = pointer.replace("~1", "/");
+        assert!(doc.pointer(&pointer).is_some(), "dangling reference {r}");
+    }
+    assert!(
+        doc["components"]["schemas"]["user.Profile"].is_object(),
+        "nested types are lifted into components"
+    );
     assert!(doc["components"]["schemas"]["Error"].is_object());
     // Every operation of every active system, with its operationId; GET too
     // for read-only ones. The manifests come from the same plugin libraries.
@@ -918,4 +934,19 @@ fn register_confirm_login_change_password_and_logout_over_http_with_real_mail() 
     ));
     assert_eq!(status, 401, "{v}");
     login(&c, &s, "zoe@example.test", "zoe's second passphrase");
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                out.push(r.clone());
+            }
+            for child in map.values() {
+                collect_refs(child, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
+        _ => {}
+    }
 }

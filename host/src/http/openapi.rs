@@ -31,15 +31,16 @@ const ERROR_RESPONSES: &[(&str, &str)] = &[
 /// The OpenAPI 3.1 document for the active systems of `host`.
 pub fn document(host: &Host, server_url: &str, cookie_name: &str) -> Value {
     let mut paths = Map::new();
+    let mut defs = Map::new();
     for id in host.active_systems() {
         let Some(manifest) = host.manifest(&id) else {
             continue;
         };
         for op in &manifest.operations {
             let mut item = Map::new();
-            item.insert("post".into(), operation(&id, op, true));
+            item.insert("post".into(), operation(&id, op, true, &mut defs));
             if !op.mutates {
-                item.insert("get".into(), operation(&id, op, false));
+                item.insert("get".into(), operation(&id, op, false, &mut defs));
             }
             paths.insert(format!("/api/v1/{id}/{}", op.name), Value::Object(item));
         }
@@ -54,7 +55,7 @@ pub fn document(host: &Host, server_url: &str, cookie_name: &str) -> Value {
             }),
         );
     }
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "syshost API",
@@ -87,17 +88,56 @@ pub fn document(host: &Host, server_url: &str, cookie_name: &str) -> Value {
                 "cookie": { "type": "apiKey", "in": "cookie", "name": cookie_name, "description": "Session cookie set by session.login (POSTs need a same-origin Origin)" }
             }
         }
-    })
+    });
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.extend(defs);
+    }
+    doc
 }
 
-fn operation(plugin: &str, op: &OperationDecl, post: bool) -> Value {
+/// Makes a schemars schema usable inside OpenAPI: drops `$schema`, moves
+/// its `$defs` into `components.schemas` as `<plugin>.<Name>`, and points
+/// every `#/$defs/…` reference there (in OpenAPI a `#/…` reference is
+/// resolved against the whole document).
+fn lift(schema: &Value, plugin: &str, defs: &mut Map<String, Value>) -> Value {
+    fn rewrite(v: &mut Value, plugin: &str) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get_mut("$ref") {
+                    if let Some(name) = r.strip_prefix("#/$defs/") {
+                        *r = format!("#/components/schemas/{plugin}.{name}");
+                    }
+                }
+                for child in map.values_mut() {
+                    rewrite(child, plugin);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| rewrite(i, plugin)),
+            _ => {}
+        }
+    }
+    let mut schema = schema.clone();
+    if let Value::Object(map) = &mut schema {
+        map.remove("$schema");
+        if let Some(Value::Object(local)) = map.remove("$defs") {
+            for (name, mut def) in local {
+                rewrite(&mut def, plugin);
+                defs.insert(format!("{plugin}.{name}"), def);
+            }
+        }
+    }
+    rewrite(&mut schema, plugin);
+    schema
+}
+
+fn operation(plugin: &str, op: &OperationDecl, post: bool, defs: &mut Map<String, Value>) -> Value {
     let object = json!({ "type": "object" });
     let mut responses = Map::new();
     responses.insert(
         "200".into(),
         json!({
             "description": "The operation's result",
-            "content": { "application/json": { "schema": op.response_schema.clone().unwrap_or_else(|| object.clone()) } }
+            "content": { "application/json": { "schema": op.response_schema.as_ref().map(|s| lift(s, plugin, defs)).unwrap_or_else(|| object.clone()) } }
         }),
     );
     for (status, _) in ERROR_RESPONSES {
@@ -128,7 +168,7 @@ fn operation(plugin: &str, op: &OperationDecl, post: bool) -> Value {
     if post {
         out["requestBody"] = json!({
             "required": false,
-            "content": { "application/json": { "schema": op.request_schema.clone().unwrap_or(object) } }
+            "content": { "application/json": { "schema": op.request_schema.as_ref().map(|s| lift(s, plugin, defs)).unwrap_or(object) } }
         });
     }
     out
