@@ -950,3 +950,91 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+#[test]
+fn administrators_manage_groups_licenses_and_settings_over_http() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let s = start(
+        cwd.path(),
+        &plugins,
+        &[
+            ("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+    );
+    let c = client();
+    let admin = login(&c, &s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    let call = |path: &str, req: Value| {
+        let (status, _, v) = body(post(&c, &s, path, Some(&admin), &req));
+        (status, v)
+    };
+    let (status, user) = call(
+        "/api/v1/user/create",
+        json!({"email": "pat@example.test", "password": "pat's long passphrase", "verified": true}),
+    );
+    assert_eq!(status, 200, "{user}");
+    let id = user["id"].as_str().unwrap().to_string();
+    let (status, v) = call(
+        "/api/v1/group/create",
+        json!({"id": "staff", "name": "Staff"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(
+        "/api/v1/user/set_groups",
+        json!({"id": id, "groups": ["staff"]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["groups"], json!(["staff"]));
+    let (status, v) = call(
+        "/api/v1/license/create_user_license",
+        json!({"id": "pro", "name": "Pro", "max_users": 1}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(
+        "/api/v1/user/assign_license",
+        json!({"id": id, "license_id": "pro"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call("/api/v1/license/seats", json!({"license_id": "pro"}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["items"][0]["used"], 1);
+    // The seat is taken: assigning it to the administrator is a 409.
+    let me = call("/api/v1/session/whoami", json!({})).1;
+    let (status, v) = call(
+        "/api/v1/user/assign_license",
+        json!({"id": me["user_id"], "license_id": "pro"}),
+    );
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(error_code(status, &v), "conflict");
+    // Settings: invalid documents are 400 naming the field; valid ones apply.
+    let (status, v) = call(
+        "/api/v1/settings/put",
+        json!({"section": "session", "document": {"idle_timeout_minutes": 0}}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("idle_timeout_minutes"),
+        "{v}"
+    );
+    let (status, v) = call(
+        "/api/v1/settings/put",
+        json!({"section": "session", "document": {"idle_timeout_minutes": 45}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    // The user's own view shows the group and the license.
+    let pat = login(&c, &s, "pat@example.test", "pat's long passphrase");
+    let (status, _, whoami) = body(post(
+        &c,
+        &s,
+        "/api/v1/session/whoami",
+        Some(&pat),
+        &json!({}),
+    ));
+    assert_eq!(status, 200, "{whoami}");
+    assert_eq!(whoami["groups"], json!(["staff"]));
+    assert_eq!(whoami["licenses"], json!(["pro"]));
+}
