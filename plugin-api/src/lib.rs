@@ -74,6 +74,7 @@ pub mod export;
 mod host;
 mod manifest;
 mod plugin;
+pub mod validate;
 
 pub use context::{
     CallContext, Event, Mail, ResolveSubjectRequest, ResolveTokenRequest, ResolvedSubject,

@@ -14,18 +14,7 @@ pub const DEFAULT_LIMIT: u64 = 50;
 /// Largest page size of `list`.
 pub const MAX_LIMIT: u64 = 500;
 
-/// Whether `id` is a slug: `^[a-z0-9][a-z0-9_-]{0,63}$`.
-pub fn is_slug(id: &str) -> bool {
-    let bytes = id.as_bytes();
-    match bytes.first() {
-        Some(first) if first.is_ascii_lowercase() || first.is_ascii_digit() => {}
-        _ => return false,
-    }
-    bytes.len() <= 64
-        && bytes[1..]
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
-}
+pub use syshost_plugin_api::validate::is_slug;
 
 /// Checks a role id given by the caller.
 pub fn id(id: &str) -> Result<(), PluginError> {

@@ -88,16 +88,7 @@ pub fn is_session_id_shaped(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Whether `s` is a slug id `^[a-z0-9][a-z0-9_-]{0,63}$` (user ids).
-pub fn is_slug(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 64
-        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
-        && bytes
-            .iter()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-}
+pub use syshost_plugin_api::validate::is_slug;
 
 /// The throttle key of a login address: sha256 of the trimmed, lowercased
 /// address (the same scheme for existing and unknown accounts).

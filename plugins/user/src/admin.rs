@@ -83,16 +83,7 @@ pub const MAX_PASSWORD_BYTES: usize = 16 * 1024;
 // Validation helpers
 // ---------------------------------------------------------------------------
 
-/// Whether `s` is a slug: `^[a-z0-9][a-z0-9_-]{0,63}$`.
-pub fn is_slug(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 64
-        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
-        && bytes
-            .iter()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-}
+pub use syshost_plugin_api::validate::is_slug;
 
 /// Checks that `id` (request field `field`) is a syntactically valid id.
 pub fn check_id(field: &str, id: &str) -> Result<(), PluginError> {
@@ -821,32 +812,38 @@ pub fn delete(
 // Assignments
 // ---------------------------------------------------------------------------
 
-/// `set_roles` (permission `user.assign`): replaces the user's roles.
-pub fn set_roles(ctx: &Ctx, req: SetRolesRequest, _: &CallContext) -> Result<User, PluginError> {
-    check_id("id", &req.id)?;
-    let roles = id_set("roles", req.roles)?;
-    store::load_existing(&ctx.store(), &req.id)?;
-    check_refs(ctx, "role", "roles", "role", &roles)?;
-    let modified = store::modify(ctx, &req.id, |r, _| {
-        r.roles.clone_from(&roles);
+/// Replaces one assignment set of user `id` (`system` is the owning system
+/// whose `check` validates the ids; `field` names the request field).
+fn replace_set(
+    ctx: &Ctx,
+    id: &str,
+    system: &str,
+    field: &str,
+    ids: Vec<String>,
+    set_of: fn(&mut UserRecord) -> &mut BTreeSet<String>,
+) -> Result<User, PluginError> {
+    check_id("id", id)?;
+    let set = id_set(field, ids)?;
+    store::load_existing(&ctx.store(), id)?;
+    check_refs(ctx, system, field, system, &set)?;
+    let modified = store::modify(ctx, id, |r, _| {
+        set_of(r).clone_from(&set);
         Ok(())
     })?;
     publish_updated(ctx, &modified)?;
     Ok(view(ctx, &modified.after))
 }
 
+/// `set_roles` (permission `user.assign`): replaces the user's roles.
+pub fn set_roles(ctx: &Ctx, req: SetRolesRequest, _: &CallContext) -> Result<User, PluginError> {
+    replace_set(ctx, &req.id, "role", "roles", req.roles, |r| &mut r.roles)
+}
+
 /// `set_groups` (permission `user.assign`): replaces the user's groups.
 pub fn set_groups(ctx: &Ctx, req: SetGroupsRequest, _: &CallContext) -> Result<User, PluginError> {
-    check_id("id", &req.id)?;
-    let groups = id_set("groups", req.groups)?;
-    store::load_existing(&ctx.store(), &req.id)?;
-    check_refs(ctx, "group", "groups", "group", &groups)?;
-    let modified = store::modify(ctx, &req.id, |r, _| {
-        r.groups.clone_from(&groups);
-        Ok(())
-    })?;
-    publish_updated(ctx, &modified)?;
-    Ok(view(ctx, &modified.after))
+    replace_set(ctx, &req.id, "group", "groups", req.groups, |r| {
+        &mut r.groups
+    })
 }
 
 /// `set_permissions` (permission `user.assign`): replaces the user's
@@ -856,16 +853,14 @@ pub fn set_permissions(
     req: SetPermissionsRequest,
     _: &CallContext,
 ) -> Result<User, PluginError> {
-    check_id("id", &req.id)?;
-    let permissions = id_set("permissions", req.permissions)?;
-    store::load_existing(&ctx.store(), &req.id)?;
-    check_refs(ctx, "permission", "permissions", "permission", &permissions)?;
-    let modified = store::modify(ctx, &req.id, |r, _| {
-        r.permissions.clone_from(&permissions);
-        Ok(())
-    })?;
-    publish_updated(ctx, &modified)?;
-    Ok(view(ctx, &modified.after))
+    replace_set(
+        ctx,
+        &req.id,
+        "permission",
+        "permissions",
+        req.permissions,
+        |r| &mut r.permissions,
+    )
 }
 
 /// `assign_license` (permission `user.assign`): gives the user a seat of a

@@ -399,20 +399,10 @@ pub fn resend_verification(
         return Ok(answer);
     };
     let lifetimes = code_lifetimes(ctx)?;
-    let mut code = None;
-    let modified = store::modify_with(ctx, &id, false, |r, ops| {
-        code = None;
-        if r.email_verified || !r.status.is_active(ctx.now()) {
-            return Ok(());
-        }
-        let (plain, record) = issue_code(ctx, &r.id, PURPOSE_VERIFY, lifetimes.verify_ms)?;
-        ops.push(Op::Put(
-            store::code_key(&r.id, PURPOSE_VERIFY),
-            serde_json::to_vec(&record)?,
-        ));
-        code = Some(plain);
-        Ok(())
-    })?;
+    let (modified, code) =
+        reissue_code(ctx, &id, PURPOSE_VERIFY, lifetimes.verify_ms, |r, now| {
+            !r.email_verified && r.status.is_active(now)
+        })?;
     if let Some(code) = code {
         let site = Site::from_host(&ctx.host)?;
         send(
@@ -426,6 +416,33 @@ pub fn resend_verification(
         )?;
     }
     Ok(answer)
+}
+
+/// Issues a new `purpose` code for user `id` (replacing the old one) when
+/// `eligible` holds for the account now; returns the write and the plain
+/// code to mail (`None` when the account is not eligible).
+fn reissue_code(
+    ctx: &Ctx,
+    id: &str,
+    purpose: &str,
+    lifetime_ms: i64,
+    eligible: fn(&UserRecord, i64) -> bool,
+) -> Result<(Modified, Option<String>), PluginError> {
+    let mut code = None;
+    let modified = store::modify_with(ctx, id, false, |r, ops| {
+        code = None;
+        if !eligible(r, ctx.now()) {
+            return Ok(());
+        }
+        let (plain, record) = issue_code(ctx, &r.id, purpose, lifetime_ms)?;
+        ops.push(Op::Put(
+            store::code_key(&r.id, purpose),
+            serde_json::to_vec(&record)?,
+        ));
+        code = Some(plain);
+        Ok(())
+    })?;
+    Ok((modified, code))
 }
 
 /// `request_password_reset` (public, when `self_password_reset` is on).
@@ -450,19 +467,8 @@ pub fn request_password_reset(
         return Ok(answer);
     };
     let lifetimes = code_lifetimes(ctx)?;
-    let mut code = None;
-    let modified = store::modify_with(ctx, &id, false, |r, ops| {
-        code = None;
-        if !r.status.is_active(ctx.now()) {
-            return Ok(());
-        }
-        let (plain, record) = issue_code(ctx, &r.id, PURPOSE_RESET, lifetimes.reset_ms)?;
-        ops.push(Op::Put(
-            store::code_key(&r.id, PURPOSE_RESET),
-            serde_json::to_vec(&record)?,
-        ));
-        code = Some(plain);
-        Ok(())
+    let (modified, code) = reissue_code(ctx, &id, PURPOSE_RESET, lifetimes.reset_ms, |r, now| {
+        r.status.is_active(now)
     })?;
     if let Some(code) = code {
         let site = Site::from_host(&ctx.host)?;
