@@ -1838,6 +1838,12 @@ fn every_admin_operation_needs_its_permission_and_a_refusal_changes_nothing() {
             json!({ "id": id, "license_id": "pro" }),
         ),
         ("export", "user.export", json!({ "format": "json" })),
+        ("bulk_delete", "user.delete", json!({ "ids": [id] })),
+        (
+            "bulk_set_status",
+            "user.update",
+            json!({ "ids": [id], "state": "disabled" }),
+        ),
     ];
     let everything_else: Vec<&str> = [
         "user.read",
@@ -1919,6 +1925,155 @@ fn every_admin_operation_needs_its_permission_and_a_refusal_changes_nothing() {
         .call_as::<_, Value>(&ctx, "delete", &json!({ "id": id }))
         .unwrap_err();
     assert_eq!(err.code, codes::PERMISSION_DENIED);
+    host.shutdown();
+}
+
+#[test]
+fn bulk_status_and_delete_validate_everything_first_then_change_each_user() {
+    let plugins = plugins();
+    let data = tempfile::tempdir().unwrap();
+    let (host, user) = start(&plugins, data.path());
+    call(
+        &host,
+        "license",
+        "create_user_license",
+        json!({ "id": "pro", "name": "Pro", "max_users": 0 }),
+    );
+    let ids: Vec<String> = (0..4)
+        .map(|i| create_simple(&user, &format!("bulk{i}@example.com")))
+        .collect();
+    ok(
+        &user,
+        "assign_license",
+        json!({ "id": ids[0], "license_id": "pro" }),
+    );
+    // The fourth user is an administrator: the caller of the bulk actions.
+    ok(
+        &user,
+        "set_roles",
+        json!({ "id": ids[3], "roles": ["admin"] }),
+    );
+    let own = host.context_for(Some(&ids[3])).unwrap();
+    let before: Vec<Value> = ids
+        .iter()
+        .map(|id| ok(&user, "get", json!({ "id": id })))
+        .collect();
+    let events_before = events(&host).len();
+
+    // Every rejection names `ids` and changes nothing.
+    let err = fails(
+        &user,
+        "bulk_set_status",
+        json!({ "ids": [], "state": "disabled" }),
+    );
+    assert_field(&err, "ids");
+    let err = fails(
+        &user,
+        "bulk_set_status",
+        json!({ "ids": [ids[0], "Not An Id"], "state": "disabled" }),
+    );
+    assert_field(&err, "ids");
+    let too_many: Vec<String> = (0..501).map(|i| format!("u{i}")).collect();
+    let err = fails(&user, "bulk_delete", json!({ "ids": too_many }));
+    assert_field(&err, "ids");
+    assert!(err.message.contains("500"), "{err:?}");
+    let err = fails(
+        &user,
+        "bulk_delete",
+        json!({ "ids": [ids[0], "feedbeef", ids[1]] }),
+    );
+    assert_eq!(err.code, codes::NOT_FOUND, "{err:?}");
+    assert!(err.message.contains("'feedbeef'"), "{err:?}");
+    assert_eq!(
+        err.details.as_ref().unwrap()["unknown"],
+        json!(["feedbeef"])
+    );
+    let err = fails(
+        &user,
+        "bulk_set_status",
+        json!({ "ids": [ids[0]], "state": "enabled_until" }),
+    );
+    assert_eq!(err.code, codes::INVALID_INPUT, "{err:?}");
+    // A user never bulk-changes their own account (holding the permissions).
+    for (op, req) in [
+        ("bulk_delete", json!({ "ids": [ids[2], ids[3]] })),
+        (
+            "bulk_set_status",
+            json!({ "ids": [ids[3]], "state": "disabled" }),
+        ),
+    ] {
+        let err = user.call_as::<_, Value>(&own, op, &req).unwrap_err();
+        assert_field(&err, "ids");
+        assert!(err.message.contains("your own account"), "{err:?}");
+    }
+    for (id, was) in ids.iter().zip(&before) {
+        assert_eq!(&ok(&user, "get", json!({ "id": id })), was);
+    }
+    assert_eq!(events(&host).len(), events_before);
+
+    // Disable three (one listed twice): each changes, each publishes.
+    let events_before = events(&host).len();
+    let resp = user
+        .call_as::<_, Value>(
+            &own,
+            "bulk_set_status",
+            &json!({ "ids": [ids[0], ids[1], ids[1], ids[2]], "state": "disabled" }),
+        )
+        .unwrap();
+    assert_eq!(resp, json!({ "changed": 3 }));
+    for id in &ids[..3] {
+        let u = ok(&user, "get", json!({ "id": id }));
+        assert_eq!(u["status"], json!({ "state": "disabled" }));
+        assert_eq!(u["active"], false);
+        assert!(
+            host.subject(Some(id)).is_err(),
+            "a disabled user has no subject"
+        );
+    }
+    assert!(authenticate(&user, "bulk0@example.com", PASSWORD).is_err());
+    let updated = events_of(&host, "user.updated");
+    assert_eq!(events(&host).len(), events_before + 3);
+    // The role assignment, then one per disabled user.
+    assert_eq!(updated.len(), 1 + 3);
+    assert!(updated[1..]
+        .iter()
+        .all(|e| e["changes"] == json!(["status"])));
+    // Again: nothing changes, nothing is published.
+    let resp = ok(
+        &user,
+        "bulk_set_status",
+        json!({ "ids": [ids[0], ids[1]], "state": "disabled" }),
+    );
+    assert_eq!(resp, json!({ "changed": 0 }));
+    assert_eq!(events(&host).len(), events_before + 3);
+    // Enable one again.
+    let resp = ok(
+        &user,
+        "bulk_set_status",
+        json!({ "ids": [ids[1]], "state": "enabled" }),
+    );
+    assert_eq!(resp, json!({ "changed": 1 }));
+    authenticate(&user, "bulk1@example.com", PASSWORD).unwrap();
+
+    // Delete two: gone, events published, the license seat freed.
+    let resp = user
+        .call_as::<_, Value>(&own, "bulk_delete", &json!({ "ids": [ids[0], ids[1]] }))
+        .unwrap();
+    assert_eq!(resp, json!({ "deleted": 2 }));
+    for id in &ids[..2] {
+        assert_eq!(
+            fails(&user, "get", json!({ "id": id })).code,
+            codes::NOT_FOUND
+        );
+    }
+    let deleted: Vec<Value> = events_of(&host, "user.deleted");
+    assert_eq!(deleted.len(), 2);
+    assert_eq!(
+        call(&host, "license", "get_user_license", json!({ "id": "pro" }))["used"],
+        0
+    );
+    assert_eq!(ok(&user, "list", json!({}))["total"], 2);
+    assert_eq!(ok(&user, "get", json!({ "id": ids[3] })), before[3]);
     host.shutdown();
 }
 

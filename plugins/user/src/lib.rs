@@ -7,6 +7,7 @@
 //!
 //! Modules: [`model`] (records, views, requests), [`store`] (key layout and
 //! atomic write helpers), [`admin`] (administrative operations),
+//! [`bulk`] (bulk delete / enable / disable for the admin table),
 //! [`subject`] (`subject`, `authenticate`), [`cleanup`] (reactions to
 //! `role.deleted` / `group.deleted`), [`selfservice`] (registration,
 //! confirmation, resets, own profile and consents), [`avatar`],
@@ -19,6 +20,7 @@
 pub mod admin;
 pub mod avatar;
 pub mod bootstrap;
+pub mod bulk;
 pub mod cleanup;
 pub mod codes;
 pub mod email;
@@ -214,6 +216,18 @@ impl Plugin for UserSystem {
                 assign(),
                 "Frees a user's seat of a user license.",
                 handler!(admin::revoke_license),
+            )
+            .op(
+                "bulk_delete",
+                Access::permission("user.delete"),
+                "Deletes many accounts (up to 500; never the caller's own).",
+                handler!(bulk::bulk_delete),
+            )
+            .op(
+                "bulk_set_status",
+                update(),
+                "Enables or disables many accounts (up to 500; never the caller's own).",
+                handler!(bulk::bulk_set_status),
             )
             .query(
                 "export",
