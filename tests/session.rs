@@ -739,7 +739,8 @@ fn sessions_of_accounts_that_must_change_the_password_are_restricted() {
             "session.logout",
             "session.whoami",
             "user.change_my_password",
-            "user.me"
+            "user.me",
+            "user.page_change_password"
         ])
     );
     let ctx = env.ctx(&token).unwrap();

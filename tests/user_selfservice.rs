@@ -167,7 +167,7 @@ fn register_mail_confirm_then_login() {
         "{mail}"
     );
     assert!(
-        mail.contains("https://id.acme.test/account/confirm?email=Alice%40example.test"),
+        mail.contains("https://id.acme.test/ui/confirm-email?email=Alice%40example.test"),
         "{mail}"
     );
     let id = env.id_of("alice@example.test");

@@ -266,6 +266,41 @@ fn validate(lib: LoadedLibrary) -> Result<DiscoveredPlugin, DiscoveryError> {
             )));
         }
     }
+    let mut paths = BTreeSet::new();
+    for page in &m.pages {
+        if !syshost_plugin_api::PageDecl::is_valid_path(&page.path) {
+            return Err(bad(format!(
+                "page path '{}' must be segments of [a-z0-9_-] separated by '/'",
+                page.path
+            )));
+        }
+        if !paths.insert(page.path.as_str()) {
+            return Err(bad(format!("page '{}' is declared twice", page.path)));
+        }
+        match m.operation(&page.operation) {
+            Some(op) if op.access != syshost_plugin_api::Access::System => {}
+            Some(_) => {
+                return Err(bad(format!(
+                    "page '{}' names operation '{}', which only the system may call",
+                    page.path, page.operation
+                )))
+            }
+            None => {
+                return Err(bad(format!(
+                    "page '{}' names operation '{}', which is not declared",
+                    page.path, page.operation
+                )))
+            }
+        }
+        if let Some(p) = page.card.as_ref().and_then(|c| c.permission.as_deref()) {
+            if !is_valid_permission_id(p) {
+                return Err(bad(format!(
+                    "the card of page '{}' names '{p}', which is not a valid permission id",
+                    page.path
+                )));
+            }
+        }
+    }
     if let Some(provider) = &m.subject_provider {
         match m.operation(&provider.operation) {
             Some(op) if op.access == syshost_plugin_api::Access::System => {}

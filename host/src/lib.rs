@@ -36,6 +36,7 @@ pub mod runtime;
 mod services;
 pub mod store;
 pub mod subjects;
+pub mod web;
 
 pub use config::Config;
 pub use runtime::{

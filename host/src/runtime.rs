@@ -710,6 +710,11 @@ impl Host {
         &self.inner.data_dir
     }
 
+    /// Product name and public URL (for mail and pages).
+    pub fn site_info(&self) -> &SiteInfo {
+        &self.inner.site
+    }
+
     /// What discovery found (plugins and per-file errors).
     pub fn discovery(&self) -> &Discovery {
         &self.inner.discovery

@@ -44,6 +44,10 @@ pub struct UserSubject {
     /// Login email, if known.
     #[serde(default)]
     pub email: String,
+    /// Display name, if the subject provider knows one (for the web
+    /// frontend's account menu).
+    #[serde(default)]
+    pub name: String,
     /// Effective permissions (direct grants ∪ role permissions).
     #[serde(default)]
     pub permissions: BTreeSet<String>,

@@ -75,6 +75,7 @@ mod host;
 mod manifest;
 mod plugin;
 pub mod validate;
+pub mod view;
 
 pub use context::{
     CallContext, Event, Mail, ResolveSubjectRequest, ResolveTokenRequest, ResolvedSubject,
@@ -87,6 +88,7 @@ pub use manifest::{
     OperationDecl, PermissionDecl, SubjectProvider, TokenResolver,
 };
 pub use plugin::{NoInput, Operations, Plugin};
+pub use view::{Area, PageDecl, PageRequest, View};
 
 /// The JSON Schema generator used for operation request/response schemas.
 /// Plugins derive `schemars::JsonSchema` on their request and response types

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::view::PageDecl;
+
 /// What a plugin is and what it needs. Build one with [`Manifest::new`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -47,6 +49,10 @@ pub struct Manifest {
     /// HTTP layer (the session system). See [`TokenResolver`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_resolver: Option<TokenResolver>,
+    /// Web pages this plugin contributes (see [`crate::view`]); each names
+    /// one of its operations that returns a [`View`](crate::view::View).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<PageDecl>,
 }
 
 /// How the host's HTTP layer turns a bearer or cookie token into a caller.
@@ -59,6 +65,10 @@ pub struct Manifest {
 pub struct TokenResolver {
     /// The operation that resolves one token.
     pub operation: String,
+    /// The operation (declared with [`Access::Authenticated`]) that ends the
+    /// caller's own session; the web frontend's "Log out" calls it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logout: Option<String>,
 }
 
 /// How the host resolves and caches subjects through a plugin.
@@ -182,14 +192,31 @@ impl Manifest {
             subscribes: Vec::new(),
             subject_provider: None,
             token_resolver: None,
+            pages: Vec::new(),
         }
+    }
+
+    /// Declares a web page (see [`crate::view`]).
+    pub fn page(mut self, page: PageDecl) -> Self {
+        self.pages.push(page);
+        self
     }
 
     /// Declares this plugin the host's token resolver (see [`TokenResolver`]).
     pub fn token_resolver(mut self, operation: impl Into<String>) -> Self {
         self.token_resolver = Some(TokenResolver {
             operation: operation.into(),
+            logout: None,
         });
+        self
+    }
+
+    /// Names the operation that ends the caller's own session (set after
+    /// [`Manifest::token_resolver`]; see [`TokenResolver::logout`]).
+    pub fn logout_operation(mut self, operation: impl Into<String>) -> Self {
+        if let Some(resolver) = &mut self.token_resolver {
+            resolver.logout = Some(operation.into());
+        }
         self
     }
 

@@ -129,6 +129,21 @@ impl<P: Plugin> Operations<P> {
         self
     }
 
+    /// Adds a page operation: a read-only operation that takes a
+    /// [`PageRequest`](crate::view::PageRequest) and returns a
+    /// [`View`](crate::view::View). Declare the page itself in the manifest
+    /// with [`Manifest::page`](crate::Manifest::page), naming this operation.
+    /// `access` decides who may see the page, exactly as for API calls.
+    pub fn page<F>(self, name: &str, access: Access, doc: &str, handler: F) -> Self
+    where
+        F: Fn(&P, crate::view::PageRequest, &CallContext) -> Result<crate::view::View, PluginError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.add(name, access, doc, false, handler)
+    }
+
     /// Puts the operation added last into the host's per-client-address
     /// rate-limit class `class` (use `"auth"` for login, registration,
     /// password resets and code entry).

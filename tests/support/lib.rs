@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod server;
+
 /// The seven systems User Management consists of.
 pub const SYSTEMS: [&str; 7] = [
     "license",

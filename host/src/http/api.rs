@@ -7,17 +7,12 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use syshost_plugin_api::{codes, CallContext, PluginError, Subject};
+use syshost_plugin_api::codes;
 
-use super::auth::{self, TokenSource};
+use super::auth;
+use super::call::{self, Caller};
 use super::errors::{ApiError, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE};
-use super::{AppState, RequestId, SubjectLabel};
-
-/// What the blocking part of a call hands back.
-struct Answer {
-    body: String,
-    replacement_token: Option<String>,
-}
+use super::{AppState, SubjectLabel};
 
 /// Serves one operation call.
 pub(super) async fn call_operation(
@@ -43,27 +38,7 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     let Path((plugin, operation)) =
         path.map_err(|e| ApiError::new(codes::UNKNOWN_OPERATION, format!("bad path: {e}")))?;
-    let host = &state.host;
-    if !host.is_active(&plugin) {
-        return Err(if host.manifest(&plugin).is_some() {
-            ApiError::new(
-                codes::UNAVAILABLE,
-                format!("system '{plugin}' is not active"),
-            )
-            .with_status(StatusCode::NOT_FOUND)
-        } else {
-            ApiError::new(codes::UNKNOWN_OPERATION, format!("no system '{plugin}'"))
-        });
-    }
-    let decl = host
-        .manifest(&plugin)
-        .and_then(|m| m.operation(&operation).cloned())
-        .ok_or_else(|| {
-            ApiError::new(
-                codes::UNKNOWN_OPERATION,
-                format!("system '{plugin}' has no operation '{operation}'"),
-            )
-        })?;
+    let decl = call::find_operation(&state.host, &plugin, &operation)?;
     let is_post = req.method() == Method::POST;
     if !(is_post || req.method() == Method::GET && !decl.mutates) {
         return Err(ApiError::new(
@@ -74,130 +49,40 @@ async fn serve(
             ),
         ));
     }
-    let client_ip = auth::client_ip(&req, state.opts.trust_proxy_headers);
-    if decl.throttle.as_deref() == Some("auth") {
-        if let Some(ip) = client_ip {
-            state
-                .auth_limiter
-                .check(ip)
-                .map_err(ApiError::rate_limited)?;
-        }
-    }
-    let token = auth::extract_token(req.headers(), state.opts.tls_proxy)?;
-    if is_post && matches!(token, Some((_, TokenSource::Cookie))) {
+    let caller = Caller::from_request(state, &req)?;
+    call::throttle(state, &decl, &caller)?;
+    if is_post && caller.uses_cookie() {
         auth::check_csrf(req.headers(), &state.opts.public_origin)?;
     }
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
     let payload = if is_post {
         read_json_body(req, state.opts.max_body_bytes).await?
     } else {
         "{}".to_string()
     };
+    let resolved = call::call(state, &caller, &plugin, &operation, payload).await?;
+    label.0 = resolved.ctx.subject.label();
+    let body = resolved.value?;
 
-    let blocking_host = host.clone();
-    let client_addr = client_ip.map(|ip| ip.to_string());
-    let token_text = token.as_ref().map(|(t, _)| t.clone());
-    let (plugin_id, op_name) = (plugin.clone(), operation.clone());
-    let (answer, subject_label) = tokio::task::spawn_blocking(move || {
-        let (ctx, replacement_token) = match context(
-            &blocking_host,
-            token_text.as_deref(),
-            client_addr,
-            request_id,
-        ) {
-            Ok(c) => c,
-            Err(e) => return (Err(e), "anonymous".to_string()),
-        };
-        let label = ctx.subject.label();
-        let result = blocking_host
-            .call_raw(&plugin_id, &op_name, &payload, &ctx)
-            .map(|body| Answer {
-                body,
-                replacement_token,
-            })
-            .map_err(ApiError::from);
-        (result, label)
-    })
-    .await
-    .map_err(|e| ApiError::new(codes::INTERNAL, format!("request task failed: {e}")))?;
-    label.0 = subject_label;
-    let answer = answer?;
-
-    let tls = state.opts.tls_proxy;
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        Body::from(answer.body.clone()),
+        Body::from(body.clone()),
     )
         .into_response();
     let headers = response.headers_mut();
-    if let Some(new_token) = &answer.replacement_token {
+    if let Some(new_token) = &resolved.replacement_token {
         if let Ok(v) = HeaderValue::from_str(new_token) {
             headers.insert("x-session-token", v);
         }
-        if matches!(token, Some((_, TokenSource::Cookie))) {
-            if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(new_token, tls)) {
-                headers.append(header::SET_COOKIE, v);
-            }
-        }
     }
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&answer.body) {
-        if let Some(new_token) = value.get("session_token").and_then(|v| v.as_str()) {
-            if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(new_token, tls)) {
-                headers.append(header::SET_COOKIE, v);
-            }
-        } else if value.get("session_ended") == Some(&serde_json::Value::Bool(true)) {
-            if let Ok(v) = HeaderValue::from_str(&auth::clear_cookie(tls)) {
-                headers.append(header::SET_COOKIE, v);
-            }
-        }
-    }
+    call::session_cookies(
+        headers,
+        &caller,
+        resolved.replacement_token.as_deref(),
+        &body,
+        state.opts.tls_proxy,
+    );
     Ok(response)
-}
-
-/// The call context for a request: anonymous without a token, else the
-/// session's user (with session id and restrictions). Also returns the
-/// resolver's replacement token, if any.
-fn context(
-    host: &crate::Host,
-    token: Option<&str>,
-    client_addr: Option<String>,
-    request_id: String,
-) -> Result<(CallContext, Option<String>), ApiError> {
-    let (mut ctx, replacement) = match token {
-        None => (host.context_for(None).map_err(ApiError::from)?, None),
-        Some(token) => {
-            let resolved = host
-                .resolve_token(token, client_addr.as_deref())
-                .map_err(ApiError::from)?;
-            let mut ctx = host
-                .context_for(Some(&resolved.user_id))
-                .map_err(|e| session_error(e, &resolved.user_id))?;
-            match &mut ctx.subject {
-                Subject::User(user) => user.session_id = Some(resolved.session_id.clone()),
-                _ => return Err(ApiError::unauthenticated("session expired or unknown")),
-            }
-            ctx.restricted_to = resolved.allowed_operations;
-            (ctx, resolved.replacement_token)
-        }
-    };
-    ctx.client_addr = client_addr;
-    ctx.request_id = Some(request_id);
-    Ok((ctx, replacement))
-}
-
-/// A session whose user can no longer be resolved is simply not valid.
-fn session_error(e: PluginError, user_id: &str) -> ApiError {
-    if e.is(codes::NOT_FOUND) || e.is(codes::UNAUTHENTICATED) || e.is(codes::PERMISSION_DENIED) {
-        tracing::debug!(user_id, "session user not resolvable: {e}");
-        ApiError::unauthenticated("session expired or unknown")
-    } else {
-        ApiError::from(e)
-    }
 }
 
 /// Reads the body (empty = `{}`), enforcing the size limit, the JSON

@@ -7,12 +7,16 @@
 //! `POST /api/v1/{system}/{operation}` (plus `GET` for read-only operations)
 //! for every declared operation of every active system.
 //!
-//! Submodules: [`api`] (the operation route), [`auth`] (tokens, cookies,
+//! The web frontend's `/ui` routes come from [`crate::web`].
+//!
+//! Submodules: [`api`] (the operation route), `call` (the request → call
+//! pipeline the API and the web frontend share), [`auth`] (tokens, cookies,
 //! CSRF, client address), [`errors`] (error shape and statuses),
 //! [`limits`] (per-address rate limit), [`openapi`] (the document).
 
 pub mod api;
 pub mod auth;
+pub(crate) mod call;
 pub mod errors;
 pub mod limits;
 pub mod openapi;
@@ -84,19 +88,21 @@ impl HttpOptions {
     }
 }
 
-struct AppState {
-    host: Host,
-    opts: HttpOptions,
-    auth_limiter: limits::RateLimiter,
+/// What every handler shares (the API's and the web frontend's).
+pub(crate) struct AppState {
+    pub(crate) host: Host,
+    pub(crate) opts: HttpOptions,
+    pub(crate) auth_limiter: limits::RateLimiter,
+    pub(crate) web: crate::web::WebState,
 }
 
 /// The request id of the current request (set by the middleware).
 #[derive(Debug, Clone)]
-struct RequestId(String);
+pub(crate) struct RequestId(pub(crate) String);
 
 /// The subject label a handler reports for the access log.
 #[derive(Debug, Clone)]
-struct SubjectLabel(String);
+pub(crate) struct SubjectLabel(pub(crate) String);
 
 /// Builds the router for `host`.
 pub fn router(host: Host, opts: HttpOptions) -> Router {
@@ -104,6 +110,7 @@ pub fn router(host: Host, opts: HttpOptions) -> Router {
         host,
         auth_limiter: limits::RateLimiter::per_minute(opts.auth_rate_limit_per_minute),
         opts,
+        web: crate::web::WebState::new(),
     });
     Router::new()
         .route("/healthz", get(healthz))
@@ -114,6 +121,7 @@ pub fn router(host: Host, opts: HttpOptions) -> Router {
             "/api/v1/{plugin}/{operation}",
             post(api::call_operation).get(api::call_operation),
         )
+        .merge(crate::web::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), hygiene))
         .with_state(state)
@@ -179,6 +187,11 @@ async fn hygiene(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    } else if path == "/ui" || path.starts_with("/ui/") {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::web::CSP),
+        );
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);

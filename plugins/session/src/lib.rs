@@ -13,6 +13,7 @@
 //! Store layout: see [`store`]. Settings: the `session` section.
 
 pub mod model;
+pub mod pages;
 pub mod store;
 
 use std::collections::BTreeSet;
@@ -34,9 +35,11 @@ use crate::model::{
 /// The settings section this system registers and reads.
 pub const SETTINGS_SECTION: &str = "session";
 
-/// Operations a session created while a password change is required may call.
-pub const RESTRICTED_OPERATIONS: [&str; 4] = [
+/// Operations a session created while a password change is required may call
+/// (`user.page_change_password` is the web page with the change form).
+pub const RESTRICTED_OPERATIONS: [&str; 5] = [
     "user.change_my_password",
+    "user.page_change_password",
     "user.me",
     "session.logout",
     "session.whoami",
@@ -56,7 +59,7 @@ pub struct SessionSystem {
 
 impl Plugin for SessionSystem {
     fn manifest() -> Manifest {
-        Manifest::new("session", env!("CARGO_PKG_VERSION"))
+        pages::declare(Manifest::new("session", env!("CARGO_PKG_VERSION")))
             .name("Sessions")
             .describe("Login sessions, tokens and brute-force throttling.")
             .requires("user", "^0.1")
@@ -72,6 +75,7 @@ impl Plugin for SessionSystem {
                 "End every login session of any user.",
             )
             .token_resolver("resolve_token")
+            .logout_operation("logout")
             .subscribe("user.deleted")
             .subscribe("user.updated")
             .subscribe("user.password_changed")
@@ -79,6 +83,18 @@ impl Plugin for SessionSystem {
 
     fn operations() -> Operations<Self> {
         Operations::new()
+            .page(
+                "page_login",
+                Access::Public,
+                "Web page: the login form.",
+                Self::page_login,
+            )
+            .page(
+                "page_sessions",
+                Access::Authenticated,
+                "Web page: the caller's sessions.",
+                Self::page_sessions,
+            )
             .query(
                 "ping",
                 Access::Public,

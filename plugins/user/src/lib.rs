@@ -26,6 +26,7 @@ pub mod codes;
 pub mod email;
 pub mod mails;
 pub mod model;
+pub mod pages;
 pub mod password;
 pub mod profile;
 pub mod selfservice;
@@ -65,7 +66,7 @@ macro_rules! handler {
 
 impl Plugin for UserSystem {
     fn manifest() -> Manifest {
-        Manifest::new("user", env!("CARGO_PKG_VERSION"))
+        pages::declare(Manifest::new("user", env!("CARGO_PKG_VERSION")))
             .name("User Management")
             .describe("Accounts, registration and verification, profiles and consents, passwords, and role/group/permission/license assignment.")
             .requires("license", "^0.1")
@@ -125,7 +126,7 @@ impl Plugin for UserSystem {
         let read = || Access::permission("user.read");
         let update = || Access::permission("user.update");
         let assign = || Access::permission("user.assign");
-        Operations::new()
+        pages::operations(Operations::new())
             .query(
                 "ping",
                 Access::Public,
@@ -372,6 +373,11 @@ impl Plugin for UserSystem {
 }
 
 impl UserSystem {
+    /// The shared state handlers work with.
+    pub(crate) fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
     fn ping(&self, _: NoInput, _: &CallContext) -> Result<Pong, PluginError> {
         Ok(Pong {
             system: "user",

@@ -95,7 +95,7 @@ pub fn account_created(site: &Site, to: &str, code: Option<&str>, valid_hours: i
             paragraphs.push(format!(
                 "Choose your password with the code below within {valid_hours} hours."
             ));
-            link = site.link("/account/reset", to, code);
+            link = site.link("/ui/reset-password", to, code);
             Some((code, link.as_str()))
         }
         None => {
@@ -117,7 +117,7 @@ pub fn account_created(site: &Site, to: &str, code: Option<&str>, valid_hours: i
 
 /// Confirm the address with `code` (valid for `valid_hours`).
 pub fn verify_email(site: &Site, to: &str, code: &str, valid_hours: i64) -> Mail {
-    let link = site.link("/account/confirm", to, code);
+    let link = site.link("/ui/confirm-email", to, code);
     mail(
         to,
         kinds::VERIFY_EMAIL,
@@ -131,7 +131,7 @@ pub fn verify_email(site: &Site, to: &str, code: &str, valid_hours: i64) -> Mail
 
 /// Reset the password with `code` (valid for `valid_minutes`).
 pub fn password_reset(site: &Site, to: &str, code: &str, valid_minutes: i64) -> Mail {
-    let link = site.link("/account/reset", to, code);
+    let link = site.link("/ui/reset-password", to, code);
     mail(
         to,
         kinds::PASSWORD_RESET,
@@ -214,7 +214,7 @@ mod tests {
         assert_eq!(m.kind, kinds::VERIFY_EMAIL);
         assert!(m.text.contains("Code: ABCD-EFGH"));
         assert!(m.text.contains(
-            "https://id.acme.test/account/confirm?email=a%2Bb%40example.test&code=ABCD-EFGH"
+            "https://id.acme.test/ui/confirm-email?email=a%2Bb%40example.test&code=ABCD-EFGH"
         ));
         assert!(m.subject.contains("Acme"));
         let m = registration_attempt(&site(), "<x>@example.test");
@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn account_created_with_and_without_code() {
         let with = account_created(&site(), "a@example.test", Some("WXYZ-2345"), 24);
-        assert!(with.text.contains("Code: WXYZ-2345") && with.text.contains("/account/reset?"));
+        assert!(with.text.contains("Code: WXYZ-2345") && with.text.contains("/ui/reset-password?"));
         let without = account_created(&site(), "a@example.test", None, 24);
         assert!(!without.text.contains("Code:"));
         let reset = password_reset(&site(), "a@example.test", "WXYZ-2345", 60);

@@ -89,6 +89,7 @@ pub fn subject(
         subject: Subject::User(UserSubject {
             id: record.id.clone(),
             email: record.email.clone(),
+            name: record.profile.display_name(&record.email),
             permissions,
             roles,
             groups: record.groups.clone(),

@@ -1,0 +1,219 @@
+//! The one way an HTTP request becomes an operation call, shared by the JSON
+//! API ([`super::api`]) and the web frontend ([`crate::web`]): find the
+//! declared operation, apply the per-address throttle, resolve the token
+//! into a call context, and run the call on the blocking pool through
+//! [`Host::call_raw`](crate::Host::call_raw) (which authorizes it).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use syshost_plugin_api::{codes, CallContext, OperationDecl, PluginError, Subject};
+
+use super::auth::{self, TokenSource};
+use super::errors::ApiError;
+use super::{AppState, RequestId};
+
+/// Who is asking, as far as the HTTP request tells: the token (with its
+/// source), the client address and the request id.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The bearer or cookie token, if any.
+    pub token: Option<(String, TokenSource)>,
+    /// The client address (for throttling and the call context).
+    pub client_ip: Option<IpAddr>,
+    /// The request id the middleware assigned.
+    pub request_id: String,
+}
+
+impl Caller {
+    /// Reads token, client address and request id from `req`.
+    pub fn from_request(state: &AppState, req: &Request) -> Result<Caller, ApiError> {
+        Ok(Caller {
+            token: auth::extract_token(req.headers(), state.opts.tls_proxy)?,
+            client_ip: auth::client_ip(req, state.opts.trust_proxy_headers),
+            request_id: req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Whether the token came from the session cookie.
+    pub fn uses_cookie(&self) -> bool {
+        matches!(self.token, Some((_, TokenSource::Cookie)))
+    }
+}
+
+/// What resolving the caller produced besides the closure's result.
+pub(crate) struct Resolved<R> {
+    /// The closure's result.
+    pub value: R,
+    /// The call context the closure ran with.
+    pub ctx: CallContext,
+    /// A new token the resolver handed out (rotation), if any.
+    pub replacement_token: Option<String>,
+}
+
+/// The declared operation `plugin.operation` of an active system, or the
+/// API's error for it (`unknown_operation`, or `unavailable` as 404).
+pub(crate) fn find_operation(
+    host: &crate::Host,
+    plugin: &str,
+    operation: &str,
+) -> Result<OperationDecl, ApiError> {
+    if !host.is_active(plugin) {
+        return Err(if host.manifest(plugin).is_some() {
+            ApiError::new(
+                codes::UNAVAILABLE,
+                format!("system '{plugin}' is not active"),
+            )
+            .with_status(StatusCode::NOT_FOUND)
+        } else {
+            ApiError::new(codes::UNKNOWN_OPERATION, format!("no system '{plugin}'"))
+        });
+    }
+    host.manifest(plugin)
+        .and_then(|m| m.operation(operation).cloned())
+        .ok_or_else(|| {
+            ApiError::new(
+                codes::UNKNOWN_OPERATION,
+                format!("system '{plugin}' has no operation '{operation}'"),
+            )
+        })
+}
+
+/// Applies the per-address rate limit of the operation's throttle class.
+pub(crate) fn throttle(
+    state: &AppState,
+    decl: &OperationDecl,
+    caller: &Caller,
+) -> Result<(), ApiError> {
+    if decl.throttle.as_deref() == Some("auth") {
+        if let Some(ip) = caller.client_ip {
+            state
+                .auth_limiter
+                .check(ip)
+                .map_err(ApiError::rate_limited)?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the caller into a call context on the blocking pool and runs
+/// `f` with it there (plugin calls are synchronous).
+pub(crate) async fn with_context<R, F>(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    f: F,
+) -> Result<Resolved<R>, ApiError>
+where
+    R: Send + 'static,
+    F: FnOnce(&crate::Host, &CallContext) -> R + Send + 'static,
+{
+    let host = state.host.clone();
+    let token = caller.token.as_ref().map(|(t, _)| t.clone());
+    let client_addr = caller.client_ip.map(|ip| ip.to_string());
+    let request_id = caller.request_id.clone();
+    tokio::task::spawn_blocking(move || {
+        let (ctx, replacement_token) = context(&host, token.as_deref(), client_addr, request_id)?;
+        let value = f(&host, &ctx);
+        Ok(Resolved {
+            value,
+            ctx,
+            replacement_token,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::new(codes::INTERNAL, format!("request task failed: {e}")))?
+}
+
+/// Calls `plugin.operation` with a JSON `payload` as `caller` (the host
+/// authorizes it); answers the response body and the resolution.
+pub(crate) async fn call(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    plugin: &str,
+    operation: &str,
+    payload: String,
+) -> Result<Resolved<Result<String, ApiError>>, ApiError> {
+    let (plugin, operation) = (plugin.to_string(), operation.to_string());
+    with_context(state, caller, move |host, ctx| {
+        host.call_raw(&plugin, &operation, &payload, ctx)
+            .map_err(ApiError::from)
+    })
+    .await
+}
+
+/// The call context for a request: anonymous without a token, else the
+/// session's user (with session id and restrictions). Also returns the
+/// resolver's replacement token, if any.
+fn context(
+    host: &crate::Host,
+    token: Option<&str>,
+    client_addr: Option<String>,
+    request_id: String,
+) -> Result<(CallContext, Option<String>), ApiError> {
+    let (mut ctx, replacement) = match token {
+        None => (host.context_for(None).map_err(ApiError::from)?, None),
+        Some(token) => {
+            let resolved = host
+                .resolve_token(token, client_addr.as_deref())
+                .map_err(ApiError::from)?;
+            let mut ctx = host
+                .context_for(Some(&resolved.user_id))
+                .map_err(|e| session_error(e, &resolved.user_id))?;
+            match &mut ctx.subject {
+                Subject::User(user) => user.session_id = Some(resolved.session_id.clone()),
+                _ => return Err(ApiError::unauthenticated("session expired or unknown")),
+            }
+            ctx.restricted_to = resolved.allowed_operations;
+            (ctx, resolved.replacement_token)
+        }
+    };
+    ctx.client_addr = client_addr;
+    ctx.request_id = Some(request_id);
+    Ok((ctx, replacement))
+}
+
+/// A session whose user can no longer be resolved is simply not valid.
+fn session_error(e: PluginError, user_id: &str) -> ApiError {
+    if e.is(codes::NOT_FOUND) || e.is(codes::UNAUTHENTICATED) || e.is(codes::PERMISSION_DENIED) {
+        tracing::debug!(user_id, "session user not resolvable: {e}");
+        ApiError::unauthenticated("session expired or unknown")
+    } else {
+        ApiError::from(e)
+    }
+}
+
+/// Session-cookie headers a call's outcome asks for: the rotated token when
+/// the caller used the cookie, a new session's token when the response
+/// carries `session_token` (login), or clearing when it says
+/// `session_ended` (logout).
+pub(crate) fn session_cookies(
+    headers: &mut HeaderMap,
+    caller: &Caller,
+    replacement_token: Option<&str>,
+    body: &str,
+    tls: bool,
+) {
+    let mut set = |value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    };
+    if let Some(new_token) = replacement_token {
+        if caller.uses_cookie() {
+            set(auth::set_cookie(new_token, tls));
+        }
+    }
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(new_token) = value.get("session_token").and_then(|v| v.as_str()) {
+            set(auth::set_cookie(new_token, tls));
+        } else if value.get("session_ended") == Some(&serde_json::Value::Bool(true)) {
+            set(auth::clear_cookie(tls));
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The `user` system's web pages (see `syshost_plugin_api::view`): the
+//! public account pages ([`public`]) and the self-service pages
+//! ([`account`]). Each page is one operation returning a `View`.
+
+pub mod account;
+pub mod public;
+
+use syshost_plugin_api::view::{Choice, PasswordRules};
+use syshost_plugin_api::{Manifest, Operations, PluginError};
+
+use crate::model::Ctx;
+use crate::UserSystem;
+
+/// Adds the page declarations to the manifest.
+pub fn declare(manifest: Manifest) -> Manifest {
+    account::declare(public::declare(manifest))
+}
+
+/// Adds the page operations.
+pub fn operations(ops: Operations<UserSystem>) -> Operations<UserSystem> {
+    account::operations(public::operations(ops))
+}
+
+/// The password rules for live feedback, from the policy in the settings.
+pub fn password_rules(ctx: &Ctx) -> Result<PasswordRules, PluginError> {
+    let policy = crate::admin::password_policy(ctx)?;
+    Ok(PasswordRules {
+        min_length: u32::try_from(policy.min_length).unwrap_or(u32::MAX),
+        ..Default::default()
+    })
+}
+
+/// The profile fields in form order: `(field, label)`.
+pub const PROFILE_FIELDS: [(&str, &str); 17] = [
+    ("salutation", "Salutation"),
+    ("title", "Title"),
+    ("first_name", "First name"),
+    ("last_name", "Last name"),
+    ("phone", "Phone"),
+    ("mobile", "Mobile"),
+    ("company", "Company"),
+    ("position", "Position"),
+    ("professional_group", "Professional group"),
+    ("street", "Street"),
+    ("postal_code", "Postal code"),
+    ("city", "City"),
+    ("state", "State"),
+    ("country", "Country"),
+    ("preferred_language", "Preferred language"),
+    ("website", "Website"),
+    ("about_me", "About me"),
+];
+
+/// Language choices for `preferred_language` (BCP 47 tags), keeping
+/// `current` selectable even when it is not in the list.
+pub fn language_choices(current: &str) -> Vec<Choice> {
+    let mut out = vec![Choice::new("", "Not set")];
+    for (tag, name) in [
+        ("en", "English"),
+        ("de", "Deutsch"),
+        ("fr", "Français"),
+        ("es", "Español"),
+        ("it", "Italiano"),
+        ("nl", "Nederlands"),
+        ("pl", "Polski"),
+        ("pt", "Português"),
+    ] {
+        out.push(Choice::new(tag, name));
+    }
+    if !current.is_empty() && !out.iter().any(|c| c.value == current) {
+        out.push(Choice::new(current, current));
+    }
+    out
+}
+
+/// Formats ms since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
+pub fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(951_827_696_000), "2000-02-29 12:34 UTC");
+    }
+
+    #[test]
+    fn languages_keep_the_current_tag() {
+        assert!(
+            language_choices("de")
+                .iter()
+                .filter(|c| c.value == "de")
+                .count()
+                == 1
+        );
+        assert!(language_choices("sv-SE").iter().any(|c| c.value == "sv-SE"));
+    }
+}
