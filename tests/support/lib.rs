@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod browser;
 pub mod server;
 
 /// The seven systems User Management consists of.

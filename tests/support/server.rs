@@ -187,17 +187,30 @@ impl WebServer {
             .to_string()
     }
 
-    /// Changes the `user` settings section as the first administrator
-    /// (for example `{"self_registration": true}`).
-    pub fn update_user_settings(&self, changes: serde_json::Value) {
+    /// Changes top-level keys of a settings section as the first
+    /// administrator (for example `("user", {"self_registration": true})`).
+    pub fn update_settings(&self, section: &str, changes: serde_json::Value) {
         let token = self.api_login(Self::ADMIN_EMAIL, Self::ADMIN_PASSWORD);
+        let (status, current) = self.api(
+            Some(&token),
+            "settings",
+            "get",
+            serde_json::json!({ "section": section }),
+        );
+        assert_eq!(status, 200, "settings get failed: {current}");
+        let mut document = current["document"].clone();
+        if let (Some(doc), Some(changes)) = (document.as_object_mut(), changes.as_object()) {
+            for (k, v) in changes {
+                doc.insert(k.clone(), v.clone());
+            }
+        }
         let (status, body) = self.api(
             Some(&token),
             "settings",
-            "update",
-            serde_json::json!({ "section": "user", "changes": changes }),
+            "put",
+            serde_json::json!({ "section": section, "document": document }),
         );
-        assert_eq!(status, 200, "settings update failed: {body}");
+        assert_eq!(status, 200, "settings put failed: {body}");
     }
 }
 

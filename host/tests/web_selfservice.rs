@@ -1,0 +1,253 @@
+//! Self-service in a real browser: headless Chromium (through chromedriver)
+//! against the real `syshost run` binary, the real plugin libraries and a
+//! real SMTP server. Screenshots of the main pages go to `target/screenshots/`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use syshost_test_support::browser::{Browser, WebServer};
+use syshost_test_support::{decode_quoted_printable, PluginDir, SmtpSink};
+
+fn start(extra_env: &[(&str, &str)]) -> (WebServer, SmtpSink, PluginDir) {
+    let smtp = SmtpSink::start();
+    let plugins = PluginDir::systems_and(&[]);
+    let server = WebServer::start(
+        env!("CARGO_BIN_EXE_syshost").as_ref(),
+        &plugins,
+        &smtp,
+        extra_env,
+    );
+    (server, smtp, plugins)
+}
+
+/// The first link in a mail that points at `path` on the server (the
+/// plain-text part as sent, else quoted-printable decoded).
+fn link_in(mail: &str, server: &WebServer, path: &str) -> String {
+    let prefix = server.url(path);
+    let find = |text: &str| {
+        text.split_whitespace()
+            .find(|w| w.starts_with(&prefix) && w.contains("code="))
+            .map(|w| w.trim_end_matches(['"', '<', '>']).to_string())
+    };
+    find(mail)
+        .or_else(|| find(&decode_quoted_printable(mail)))
+        .unwrap_or_else(|| panic!("no link to {prefix} in mail:\n{mail}"))
+}
+
+fn create_user(server: &WebServer, email: &str, password: &str, extra: serde_json::Value) {
+    let token = server.api_login(WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
+    let mut body = json!({ "email": email, "password": password, "verified": true,
+        "profile": {"first_name": "Grace", "last_name": "Hopper"} });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    let (status, resp) = server.api(Some(&token), "user", "create", body);
+    assert_eq!(status, 200, "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_confirm_login_edit_profile_change_password_log_out() {
+    let (server, smtp, _plugins) = start(&[]);
+    server.update_settings("user", json!({ "self_registration": true }));
+    let browser = Browser::start().await;
+    let email = "ada@example.test";
+    let password = "analytical engine 1843";
+
+    // The login page links to registration now that it is enabled.
+    browser.goto(&server.url("/ui/login")).await;
+    browser.screenshot("login").await;
+    browser.click_text("Register").await;
+    browser.wait_for_path("/ui/register").await;
+
+    // Live password feedback (JavaScript): the length rule turns green.
+    browser
+        .fill("#form-register input[name=email]", email)
+        .await;
+    let rule = "#form-register ul.pw-rules li[data-rule^='min:']";
+    browser
+        .fill("#form-register input[name=password]", "short")
+        .await;
+    let class = browser.find(rule).await.attr("class").await.unwrap();
+    assert!(!class.unwrap_or_default().contains("ok"));
+    browser
+        .fill("#form-register input[name=password]", password)
+        .await;
+    let class = browser.find(rule).await.attr("class").await.unwrap();
+    assert!(
+        class.unwrap_or_default().contains("ok"),
+        "rule not met after typing"
+    );
+    browser
+        .fill("#form-register input[name='profile.first_name']", "Ada")
+        .await;
+    browser
+        .fill("#form-register input[name='profile.last_name']", "Lovelace")
+        .await;
+    browser.screenshot("register").await;
+    browser.submit("register").await;
+    browser
+        .wait_for_path("/ui/confirm-email?email=ada%40example.test")
+        .await;
+    assert!(browser.main_text().await.contains("Check your mail"));
+
+    // Read the mail, follow its link: the code is filled in.
+    let mail = smtp.wait_for_to(email, 1, Duration::from_secs(15));
+    let link = link_in(&mail, &server, "/ui/confirm-email?");
+    browser.goto(&link).await;
+    let code = browser
+        .find("#form-confirm input[name=code]")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(code.len(), 9, "code prefilled from the link {link}");
+    browser.submit("confirm").await;
+    browser.wait_for_path("/ui/login?email=").await;
+    assert!(browser
+        .main_text()
+        .await
+        .contains("Your address is confirmed"));
+
+    // Log in: the profile page, with the account menu.
+    browser.login(&server, email, password).await;
+    browser.wait_for_path("/ui/account/profile").await;
+    assert!(browser.main_text().await.contains(email));
+    browser
+        .fill("#form-contact input[name='profile.city']", "London")
+        .await;
+    browser
+        .find("#form-contact select[name='profile.preferred_language']")
+        .await
+        .select_by_value("en")
+        .await
+        .unwrap();
+    browser.submit("contact").await;
+    browser.find(".notice.flash").await;
+    assert!(browser.main_text().await.contains("Your profile is saved."));
+    let city = browser
+        .find("#form-contact input[name='profile.city']")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(city.as_deref(), Some("London"));
+    browser.screenshot("profile").await;
+    browser.click(".account > summary").await;
+    let menu = browser.find(".account-panel").await.text().await.unwrap();
+    assert!(
+        menu.contains("Ada Lovelace") && menu.contains(email) && menu.contains("Manage profile")
+    );
+    assert_eq!(
+        browser.find(".topbar .avatar").await.text().await.unwrap(),
+        "AL"
+    );
+    browser.screenshot("account-menu").await;
+
+    // Change the password.
+    browser.goto(&server.url("/ui/account/password")).await;
+    let new_password = "difference engine 1822";
+    browser
+        .fill("#form-password input[name=current_password]", password)
+        .await;
+    browser
+        .fill("#form-password input[name=new_password]", new_password)
+        .await;
+    browser.submit("password").await;
+    browser.find(".notice.flash").await;
+    assert!(browser
+        .main_text()
+        .await
+        .contains("Your password is changed."));
+
+    // Log out through the account menu; the new password works.
+    browser.click(".account > summary").await;
+    browser.click_text("Log out").await;
+    browser.wait_for_path("/ui/login").await;
+    assert!(browser.main_text().await.contains("You are logged out."));
+    browser.goto(&server.url("/ui/account/profile")).await;
+    browser.wait_for_path("/ui/login?next=").await;
+    browser.login(&server, email, new_password).await;
+    browser.wait_for_path("/ui/account/profile").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgot_password_with_the_mailed_code() {
+    let (server, smtp, _plugins) = start(&[]);
+    let email = "grace@example.test";
+    create_user(&server, email, "first password 1906", json!({}));
+    let browser = Browser::start().await;
+    browser.goto(&server.url("/ui/login")).await;
+    browser.click_text("Forgot password?").await;
+    browser.wait_for_path("/ui/forgot-password").await;
+    browser.fill("#form-forgot input[name=email]", email).await;
+    browser.submit("forgot").await;
+    browser
+        .wait_for_path("/ui/reset-password?email=grace%40example.test")
+        .await;
+    let mail = smtp.wait_for_to(email, 1, Duration::from_secs(15));
+    let code = syshost_test_support::code_in(&decode_quoted_printable(&mail));
+    browser.fill("#form-reset input[name=code]", &code).await;
+    browser
+        .fill(
+            "#form-reset input[name=new_password]",
+            "second password 1992",
+        )
+        .await;
+    browser.screenshot("reset-password").await;
+    browser.submit("reset").await;
+    browser.wait_for_path("/ui/login?email=").await;
+    assert!(browser.main_text().await.contains("Your password is set."));
+    browser.login(&server, email, "second password 1992").await;
+    browser.wait_for_path("/ui/account/profile").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_password_change_comes_first() {
+    let (server, _smtp, _plugins) = start(&[]);
+    let email = "kay@example.test";
+    create_user(&server, email, "temporary password 1", json!({}));
+    let token = server.api_login(WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
+    let (_, list) = server.api(Some(&token), "user", "list", json!({ "search": "kay" }));
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let (status, body) = server.api(
+        Some(&token),
+        "user",
+        "require_password_change",
+        json!({ "id": id, "required": true }),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let browser = Browser::start().await;
+    browser.login(&server, email, "temporary password 1").await;
+    browser.wait_for_path("/ui/account/password").await;
+    assert!(browser
+        .main_text()
+        .await
+        .contains("You must set a new password"));
+    browser.screenshot("forced-password-change").await;
+    // Nothing else opens until the password is changed.
+    browser.goto(&server.url("/ui/account/profile")).await;
+    browser.wait_for_path("/ui/account/password").await;
+    browser
+        .fill(
+            "#form-password input[name=current_password]",
+            "temporary password 1",
+        )
+        .await;
+    browser
+        .fill(
+            "#form-password input[name=new_password]",
+            "a permanent password 2",
+        )
+        .await;
+    browser.submit("password").await;
+    browser.wait_for_path("/ui/account/profile").await;
+    browser.goto(&server.url("/ui/account/sessions")).await;
+    assert!(browser.main_text().await.contains("This session"));
+    browser.close().await;
+}
