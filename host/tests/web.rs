@@ -5,14 +5,19 @@
 
 use serde_json::json;
 use syshost_test_support::server::WebServer;
-use syshost_test_support::{PluginDir, SmtpSink};
+use syshost_test_support::{library, PluginDir, SmtpSink};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
 fn start() -> (WebServer, SmtpSink, PluginDir) {
     let smtp = SmtpSink::start();
-    let plugins = PluginDir::systems_and(&[]);
-    let server = WebServer::start(env!("CARGO_BIN_EXE_syshost").as_ref(), &plugins, &smtp, &[]);
+    let plugins = PluginDir::systems_and(&[library("syshost-example-audit-log")]);
+    let server = WebServer::start(
+        env!("CARGO_BIN_EXE_syshost").as_ref(),
+        &plugins,
+        &smtp,
+        &[("SYSHOST_ENABLE", "user,audit")],
+    );
     (server, smtp, plugins)
 }
 
@@ -252,6 +257,51 @@ fn cross_site_posts_and_missing_tokens_are_refused() {
     let token = server.api_login("cy@example.test", "a long enough password 2");
     let (_, me) = server.api(Some(&token), "user", "me", json!({}));
     assert!(me["user"]["profile"].get("city").is_none(), "{me}");
+}
+
+#[test]
+fn a_third_party_plugin_adds_an_admin_page_and_card() {
+    let (server, _smtp, _plugins) = start();
+    create_user(&server, "eve@example.test", "a long enough password 4");
+
+    // The administrator sees the example plugin's card and page.
+    let admin = form_login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
+    let (status, _, html) = server.request("GET", "/ui/admin", &[("Cookie", &admin)], b"");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("<h2>Audit log</h2>"), "{html}");
+    assert!(html.contains("href=\"/ui/admin/audit\""));
+    assert!(
+        html.contains(">Admin center</a>"),
+        "top navigation links the admin center"
+    );
+    let (status, _, html) = server.request("GET", "/ui/admin/audit", &[("Cookie", &admin)], b"");
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("user.created"),
+        "the recorded events are listed: {html}"
+    );
+    assert!(
+        html.contains("href=\"/ui/admin\""),
+        "breadcrumb back to the admin center"
+    );
+
+    // A user without `audit.read` gets 403 for the page and sees no card.
+    let eve = form_login(&server, "eve@example.test", "a long enough password 4");
+    let (status, _, html) = server.request("GET", "/ui/admin/audit", &[("Cookie", &eve)], b"");
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("audit.read"));
+    let (status, _, html) = server.request("GET", "/ui/admin", &[("Cookie", &eve)], b"");
+    assert_eq!(status, 403);
+    assert!(!html.contains("/ui/admin/audit"));
+    assert!(!html.contains(">Admin center</a>"));
+
+    // Anonymous visitors are sent to the login page.
+    let (status, headers, _) = server.request("GET", "/ui/admin/audit", &[], b"");
+    assert_eq!(status, 303);
+    assert_eq!(
+        header(&headers, "location"),
+        Some("/ui/login?next=%2Fui%2Fadmin%2Faudit")
+    );
 }
 
 #[test]

@@ -251,3 +251,119 @@ async fn a_required_password_change_comes_first() {
     assert!(browser.main_text().await.contains("This session"));
     browser.close().await;
 }
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0A, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
+    0x42, 0x60, 0x82,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
+    let smtp = SmtpSink::start();
+    let plugins =
+        PluginDir::systems_and(&[syshost_test_support::library("syshost-example-audit-log")]);
+    let server = WebServer::start(
+        env!("CARGO_BIN_EXE_syshost").as_ref(),
+        &plugins,
+        &smtp,
+        &[("SYSHOST_ENABLE", "user,audit")],
+    );
+    server.update_settings(
+        "user",
+        json!({ "consent_options": [
+            {"id": "terms", "title": "Terms of use", "text": "The terms.", "version": "1", "required": true},
+            {"id": "news", "title": "Newsletter", "text": "Monthly news.", "version": "2", "required": false}
+        ]}),
+    );
+    let browser = Browser::start().await;
+    browser
+        .login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD)
+        .await;
+
+    // The admin center shows the example plugin's card; its page opens.
+    browser.click_text("Admin center").await;
+    browser.wait_for_path("/ui/admin").await;
+    assert!(browser.main_text().await.contains("Audit log"));
+    browser.screenshot("admin-center").await;
+    browser.click("a[href='/ui/admin/audit']").await;
+    browser.wait_for_path("/ui/admin/audit").await;
+    assert!(browser.main_text().await.contains("settings.updated"));
+    browser.screenshot("audit-log").await;
+
+    // Avatar upload (a multipart form post).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("me.png");
+    std::fs::write(&file, PNG).unwrap();
+    browser.goto(&server.url("/ui/account/profile")).await;
+    browser
+        .find("#form-avatar input[type=file]")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.submit("avatar").await;
+    browser.find(".notice.flash").await;
+    assert!(browser.main_text().await.contains("Your picture is saved."));
+    let src = browser
+        .find("main img.image.round")
+        .await
+        .attr("src")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(src.starts_with("data:image/png;base64,iVBOR"), "{src}");
+
+    // Consents: accept the optional one, then revoke it (confirm dialog).
+    browser.goto(&server.url("/ui/account/consents")).await;
+    browser.submit("accept-news").await;
+    browser.find(".notice.flash").await;
+    let text = browser.main_text().await;
+    assert!(text.contains("Consent given."), "{text}");
+    browser.screenshot("consents").await;
+    browser.submit("revoke-news").await;
+    browser.client.accept_alert().await.unwrap();
+    browser.find(".notice.flash").await;
+    let text = browser.main_text().await;
+    assert!(text.contains("Consent revoked."), "{text}");
+    assert!(
+        text.contains("Revoked"),
+        "history and state show the revocation"
+    );
+
+    // Sessions: a second session can be ended from the list.
+    let _other = server.api_login(WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
+    browser.goto(&server.url("/ui/account/sessions")).await;
+    let ends = browser
+        .client
+        .find_all(syshost_test_support::browser::Locator::Css(
+            "td.row-actions button",
+        ))
+        .await
+        .unwrap();
+    assert!(!ends.is_empty(), "other sessions can be ended");
+    browser.screenshot("sessions").await;
+    ends[0].click().await.unwrap();
+    browser.client.accept_alert().await.unwrap();
+    browser.find(".notice.flash").await;
+    assert!(browser.main_text().await.contains("The session has ended."));
+    browser.close().await;
+
+    // Phone width: the navigation folds above the content.
+    let phone = Browser::start_sized(390, 844).await;
+    phone
+        .login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD)
+        .await;
+    phone.wait_for_path("/ui/account/profile").await;
+    let side = phone.find("nav.side").await.rectangle().await.unwrap();
+    let main = phone.find("main").await.rectangle().await.unwrap();
+    assert!(
+        side.1 < main.1 && side.2 > 300.0,
+        "side nav above main: {side:?} {main:?}"
+    );
+    phone.screenshot("profile-phone").await;
+    phone.close().await;
+}

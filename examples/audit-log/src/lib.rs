@@ -4,7 +4,9 @@
 //! store namespace, under keys that sort by time:
 //! `event/<publish time, 16 hex digits>/<sequence, 8 hex digits>`.
 //! It serves two operations, both requiring the `audit.read` permission it
-//! declares: `list` (newest first, paged) and `count`.
+//! declares: `list` (newest first, paged) and `count`, and one web page,
+//! `/ui/admin/audit`, with an admin-center card (a page is an operation that
+//! returns a `View`; the host renders it, so the plugin writes no HTML).
 //!
 //! This crate depends on nothing from syshost but `syshost-plugin-api`; read
 //! it top to bottom to learn how a plugin is put together.
@@ -12,6 +14,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
+use syshost_plugin_api::view::{Area, Block, Cell, Link, PageDecl, PageRequest, Row, Table, View};
 use syshost_plugin_api::{
     export_plugin, Access, CallContext, Event, Host, Manifest, NoInput, Operations, Plugin,
     PluginError,
@@ -67,6 +70,17 @@ impl Plugin for AuditLog {
                 "May list recorded events",
             )
             .subscribe("*")
+            // A web page in the admin center, with a card for readers.
+            .page(
+                PageDecl::new("admin/audit", "Audit log", "page_events")
+                    .area(Area::Admin)
+                    .card(
+                        "Audit log",
+                        "Every event any system published, newest first.",
+                        Some("audit.read"),
+                    )
+                    .order(90),
+            )
     }
 
     /// 4. The operations, each with its access rule and a one-line doc.
@@ -83,6 +97,12 @@ impl Plugin for AuditLog {
                 Access::permission("audit.read"),
                 "Counts recorded events.",
                 Self::count,
+            )
+            .page(
+                "page_events",
+                Access::permission("audit.read"),
+                "Web page: the recorded events, newest first.",
+                Self::page_events,
             )
     }
 
@@ -143,6 +163,45 @@ impl AuditLog {
             })
             .collect::<Result<Vec<Event>, _>>()?;
         Ok(ListResponse { events, next })
+    }
+
+    /// The page: one table of events, 50 a page, "Older" continues below
+    /// the cursor in `?before=`.
+    fn page_events(&self, req: PageRequest, ctx: &CallContext) -> Result<View, PluginError> {
+        let page = self.list(
+            ListRequest {
+                limit: 50,
+                before: req.param("before").map(str::to_string),
+            },
+            ctx,
+        )?;
+        let mut table = Table::new(["Time (ms)", "Topic", "Source", "Payload"])
+            .id("events")
+            .empty("No events recorded yet.");
+        for event in &page.events {
+            let payload = event.payload.to_string();
+            let short: String = payload.chars().take(120).collect();
+            table = table.row(Row::new([
+                Cell::new(event.at_unix_ms.to_string()),
+                Cell::new(event.topic.clone()),
+                Cell::new(event.source.clone()),
+                Cell {
+                    text: short,
+                    muted: true,
+                    ..Default::default()
+                },
+            ]));
+        }
+        let mut view = View::new("Audit log")
+            .subtitle("Every event any system published, newest first.")
+            .push(table);
+        if let Some(next) = page.next {
+            view = view.push(Block::links(vec![Link::new(
+                "Older events",
+                format!("/ui/admin/audit?before={next}"),
+            )]));
+        }
+        Ok(view)
     }
 
     fn count(&self, _: NoInput, _ctx: &CallContext) -> Result<CountResponse, PluginError> {

@@ -100,7 +100,7 @@ impl SessionSystem {
         ctx: &CallContext,
     ) -> Result<View, PluginError> {
         let list: SessionList = self.list_mine(Empty {}, ctx)?;
-        let mut table = Table::new(["Started", "Last active", "Expires", "Address", ""])
+        let mut table = Table::new(["Started", "Last active", "Expires", "Address", "Current"])
             .id("sessions")
             .empty("No sessions.");
         for s in &list.items {

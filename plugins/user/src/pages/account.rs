@@ -197,7 +197,7 @@ fn consents(s: &UserSystem, _: PageRequest, caller: &CallContext) -> Result<View
         .and_then(|v| v.as_array())
         .cloned()
         .unwrap_or_default();
-    let mut table = Table::new(["Consent", "Version", "State", ""])
+    let mut table = Table::new(["Consent", "Version", "State"])
         .id("consents")
         .empty("There is nothing to consent to.");
     for o in &options {
@@ -224,7 +224,6 @@ fn consents(s: &UserSystem, _: PageRequest, caller: &CallContext) -> Result<View
             }),
             Cell::new(version),
             state,
-            Cell::new(""),
         ]);
         if !accepted || !current {
             row = row.action(
@@ -256,10 +255,18 @@ fn consents(s: &UserSystem, _: PageRequest, caller: &CallContext) -> Result<View
         .flat_map(|(id, h)| h.iter().map(move |e| (id, e)))
         .collect();
     entries.sort_by_key(|e| std::cmp::Reverse(e.1.at));
+    let title_of = |id: &str| {
+        options
+            .iter()
+            .find(|o| o.get("id").and_then(|v| v.as_str()) == Some(id))
+            .and_then(|o| o.get("title").and_then(|t| t.as_str()))
+            .unwrap_or(id)
+            .to_string()
+    };
     for (id, e) in entries {
         history = history.row(Row::new([
             format_time(e.at),
-            id.clone(),
+            title_of(id),
             match e.action {
                 ConsentAction::Accepted => "Accepted".to_string(),
                 ConsentAction::Revoked => "Revoked".to_string(),
