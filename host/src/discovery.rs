@@ -266,41 +266,7 @@ fn validate(lib: LoadedLibrary) -> Result<DiscoveredPlugin, DiscoveryError> {
             )));
         }
     }
-    let mut paths = BTreeSet::new();
-    for page in &m.pages {
-        if !syshost_plugin_api::PageDecl::is_valid_path(&page.path) {
-            return Err(bad(format!(
-                "page path '{}' must be segments of [a-z0-9_-] separated by '/'",
-                page.path
-            )));
-        }
-        if !paths.insert(page.path.as_str()) {
-            return Err(bad(format!("page '{}' is declared twice", page.path)));
-        }
-        match m.operation(&page.operation) {
-            Some(op) if op.access != syshost_plugin_api::Access::System => {}
-            Some(_) => {
-                return Err(bad(format!(
-                    "page '{}' names operation '{}', which only the system may call",
-                    page.path, page.operation
-                )))
-            }
-            None => {
-                return Err(bad(format!(
-                    "page '{}' names operation '{}', which is not declared",
-                    page.path, page.operation
-                )))
-            }
-        }
-        if let Some(p) = page.card.as_ref().and_then(|c| c.permission.as_deref()) {
-            if !is_valid_permission_id(p) {
-                return Err(bad(format!(
-                    "the card of page '{}' names '{p}', which is not a valid permission id",
-                    page.path
-                )));
-            }
-        }
-    }
+    check_pages(m).map_err(bad)?;
     if let Some(provider) = &m.subject_provider {
         match m.operation(&provider.operation) {
             Some(op) if op.access == syshost_plugin_api::Access::System => {}
@@ -326,4 +292,107 @@ fn validate(lib: LoadedLibrary) -> Result<DiscoveredPlugin, DiscoveryError> {
         requires,
         wants,
     })
+}
+
+/// Checks a manifest's web pages: well-formed unique paths, each naming a
+/// declared operation that is not system-only, and valid card permissions.
+fn check_pages(m: &syshost_plugin_api::Manifest) -> Result<(), String> {
+    let mut paths = BTreeSet::new();
+    for page in &m.pages {
+        if !syshost_plugin_api::PageDecl::is_valid_path(&page.path) {
+            return Err(format!(
+                "page path '{}' must be segments of [a-z0-9_-] separated by '/'",
+                page.path
+            ));
+        }
+        if !paths.insert(page.path.as_str()) {
+            return Err(format!("page '{}' is declared twice", page.path));
+        }
+        match m.operation(&page.operation) {
+            Some(op) if op.access != syshost_plugin_api::Access::System => {}
+            Some(_) => {
+                return Err(format!(
+                    "page '{}' names operation '{}', which only the system may call",
+                    page.path, page.operation
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "page '{}' names operation '{}', which is not declared",
+                    page.path, page.operation
+                ))
+            }
+        }
+        if let Some(p) = page.card.as_ref().and_then(|c| c.permission.as_deref()) {
+            if !is_valid_permission_id(p) {
+                return Err(format!(
+                    "the card of page '{}' names '{p}', which is not a valid permission id",
+                    page.path
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syshost_plugin_api::{Access, Manifest, OperationDecl, PageDecl};
+
+    fn manifest(access: Access) -> Manifest {
+        let mut m = Manifest::new("p", "0.1.0");
+        m.operations.push(OperationDecl {
+            name: "page".into(),
+            access,
+            doc: String::new(),
+            mutates: false,
+            throttle: None,
+            request_schema: None,
+            response_schema: None,
+        });
+        m
+    }
+
+    #[test]
+    fn pages_must_name_callable_operations_and_valid_paths() {
+        let ok = manifest(Access::Public).page(PageDecl::new("admin/p", "P", "page").card(
+            "P",
+            "",
+            Some("p.read"),
+        ));
+        assert!(check_pages(&ok).is_ok());
+        let cases = [
+            (
+                manifest(Access::Public).page(PageDecl::new("/bad", "P", "page")),
+                "page path '/bad'",
+            ),
+            (
+                manifest(Access::Public)
+                    .page(PageDecl::new("a", "P", "page"))
+                    .page(PageDecl::new("a", "Q", "page")),
+                "declared twice",
+            ),
+            (
+                manifest(Access::Public).page(PageDecl::new("a", "P", "missing")),
+                "not declared",
+            ),
+            (
+                manifest(Access::System).page(PageDecl::new("a", "P", "page")),
+                "only the system",
+            ),
+            (
+                manifest(Access::Public).page(PageDecl::new("a", "P", "page").card(
+                    "P",
+                    "",
+                    Some("Bad"),
+                )),
+                "not a valid permission id",
+            ),
+        ];
+        for (m, expected) in cases {
+            let err = check_pages(&m).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
 }

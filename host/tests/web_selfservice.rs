@@ -352,8 +352,9 @@ async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
     assert!(browser.main_text().await.contains("The session has ended."));
     browser.close().await;
 
-    // Phone width: the navigation folds above the content.
-    let phone = Browser::start_sized(390, 844).await;
+    // Phone width, dark mode: the navigation folds above the content and
+    // the page follows the system colour scheme.
+    let phone = Browser::start_with(390, 844, true).await;
     phone
         .login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD)
         .await;
@@ -364,6 +365,24 @@ async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
         side.1 < main.1 && side.2 > 300.0,
         "side nav above main: {side:?} {main:?}"
     );
-    phone.screenshot("profile-phone").await;
+    let background = phone
+        .client
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let rgb: Vec<u32> = background
+        .as_str()
+        .unwrap_or_default()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert!(
+        rgb.len() >= 3 && rgb[..3].iter().all(|c| *c < 60),
+        "dark background: {background}"
+    );
+    phone.screenshot("profile-phone-dark").await;
     phone.close().await;
 }

@@ -52,6 +52,12 @@ impl Browser {
     /// Like [`Browser::start`] with a window of `width`×`height` (for
     /// example 390×844 for a phone).
     pub async fn start_sized(width: u32, height: u32) -> Browser {
+        Browser::start_with(width, height, false).await
+    }
+
+    /// Like [`Browser::start_sized`]; `dark` makes the page see
+    /// `prefers-color-scheme: dark`.
+    pub async fn start_with(width: u32, height: u32, dark: bool) -> Browser {
         let driver_bin =
             std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_string());
         let chromium =
@@ -74,17 +80,29 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = tempfile::tempdir().expect("browser profile");
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--hide-scrollbars".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if dark {
+            args.push("--force-dark-mode".into());
+            args.push("--blink-settings=preferredColorScheme=0".into());
+        }
         let caps = serde_json::json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-                    format!("--window-size={width},{height}"),
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
+                "args": args,
             }
         });
         let caps = match caps {
