@@ -325,3 +325,94 @@ fn the_admin_center_is_forbidden_without_permissions() {
         .unwrap()
         .starts_with("text/css"));
 }
+
+#[test]
+fn registration_errors_and_the_data_export_as_plain_form_posts() {
+    let (server, smtp, _plugins) = start();
+    let origin = server.origin();
+    server.update_settings(
+        "user",
+        json!({ "self_registration": true, "consent_options": [
+            {"id": "terms", "title": "Terms of use", "text": "The terms.", "version": "1", "required": true}
+        ]}),
+    );
+    let (status, _, html) = server.request("GET", "/ui/register", &[], b"");
+    assert_eq!(status, 200);
+    assert!(html.contains("Terms of use (required)"), "{html}");
+    assert!(html.contains("class=\"pw-rules\""), "live password rules");
+    let register = |consents: &[&str]| {
+        let mut pairs = vec![
+            ("_form", "register"),
+            ("_page", "/ui/register"),
+            ("_next", "/ui/confirm-email?email={email}"),
+            ("_kinds", r#"{"consents":"checkboxes"}"#),
+            ("email", "fay@example.test"),
+            ("password", "a long enough password 5"),
+            ("profile.first_name", "Fay"),
+            ("profile.last_name", "Wray"),
+        ];
+        for c in consents {
+            pairs.push(("consents", c));
+        }
+        server.request(
+            "POST",
+            "/ui/do/user/register",
+            &[("Content-Type", FORM), ("Origin", &origin)],
+            form_body(&pairs).as_bytes(),
+        )
+    };
+    // Without the required consent: the page again, with the error at the
+    // consents and the values kept (not the password).
+    let (status, _, html) = register(&[]);
+    assert_eq!(status, 422);
+    assert!(
+        html.contains("consent &#39;terms&#39; is required"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"fay@example.test\""));
+    assert!(!html.contains("a long enough password 5"));
+    // With it: on to the confirmation page, and the mail links there.
+    let (status, headers, _) = register(&["terms"]);
+    assert_eq!(status, 303);
+    assert_eq!(
+        header(&headers, "location"),
+        Some("/ui/confirm-email?email=fay%40example.test")
+    );
+    let mail = smtp.wait_for_to("fay@example.test", 1, std::time::Duration::from_secs(15));
+    assert!(
+        mail.contains(&format!(
+            "{origin}/ui/confirm-email?email=fay%40example.test&code="
+        )),
+        "{mail}"
+    );
+
+    // "Export my data" answers a JSON file download.
+    let cookie = form_login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
+    let (_, _, html) = server.request("GET", "/ui/account/export", &[("Cookie", &cookie)], b"");
+    let download =
+        "{\"filename\":\"my-data.json\",\"content_type\":\"application/json\",\"field\":null}";
+    assert!(html.contains("name=\"_download\""), "{html}");
+    let (status, headers, body) = server.request(
+        "POST",
+        "/ui/do/user/export_my_data",
+        &[
+            ("Content-Type", FORM),
+            ("Origin", &origin),
+            ("Cookie", &cookie),
+        ],
+        form_body(&[
+            ("_csrf", &csrf_of(&html)),
+            ("_form", "export"),
+            ("_page", "/ui/account/export"),
+            ("_download", download),
+        ])
+        .as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        header(&headers, "content-disposition"),
+        Some("attachment; filename=\"my-data.json\"")
+    );
+    let data: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(data["user"]["email"], WebServer::ADMIN_EMAIL);
+}
