@@ -14,7 +14,9 @@
 //! use syshost_test_support::{PluginDir, SmtpSink};
 //! let smtp = SmtpSink::start();
 //! let plugins = PluginDir::systems_and(&[]);
-//! let server = WebServer::start(env!("CARGO_BIN_EXE_syshost").as_ref(), &plugins, &smtp, &[]);
+//! // In host/tests: env!("CARGO_BIN_EXE_syshost").
+//! let bin = std::path::Path::new("target/debug/syshost");
+//! let server = WebServer::start(bin, &plugins, &smtp, &[]);
 //! let browser = Browser::start().await;
 //! browser.login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD).await;
 //! browser.screenshot("admin-center").await;

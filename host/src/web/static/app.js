@@ -63,6 +63,20 @@
     all.addEventListener("change", function () { boxes.forEach(function (b) { b.checked = all.checked; }); });
   });
 
+  // The account menu (a <details>) closes on Escape and on clicks outside.
+  var menu = document.querySelector("details.account");
+  if (menu) {
+    document.addEventListener("click", function (e) {
+      if (menu.open && !menu.contains(e.target)) menu.open = false;
+    });
+    document.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && menu.open) {
+        menu.open = false;
+        menu.querySelector("summary").focus();
+      }
+    });
+  }
+
   // Confirm dialogs: forms and buttons with data-confirm.
   document.addEventListener("submit", function (e) {
     var form = e.target;
