@@ -39,7 +39,7 @@ use crate::http::call::{self, Caller};
 use crate::http::errors::{ApiError, CSRF_REJECTED};
 use crate::http::{AppState, SubjectLabel};
 use form::{Submission, Upload};
-use render::{esc, is_local_path, url_encode, Account, Frame, NavItem};
+use render::{is_local_path, url_encode, Account, Frame, NavItem};
 
 /// The stylesheet served at `/ui/static/app.css`.
 pub const APP_CSS: &str = include_str!("static/app.css");
@@ -239,17 +239,11 @@ struct Visit<T> {
 /// Resolves the caller (a stale or malformed session cookie counts as
 /// anonymous and is cleared) and runs `f` on the blocking pool with the
 /// context and the active pages.
-async fn visit<T, F>(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    caller: Caller,
-    f: F,
-) -> Result<Visit<T>, ApiError>
+async fn visit<T, F>(state: &Arc<AppState>, caller: Caller, f: F) -> Result<Visit<T>, ApiError>
 where
     T: Send + 'static,
     F: Fn(&crate::Host, &CallContext, &[Page]) -> T + Send + Sync + 'static,
 {
-    let _ = headers;
     let f = Arc::new(f);
     let run = |caller: Caller| {
         let f = f.clone();
@@ -347,7 +341,7 @@ fn finish<T>(mut response: Response, visit: &Visit<T>, caller: &Caller, tls: boo
 async fn home(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (caller, _) = web_caller(&state, &req);
     let tls = state.opts.tls_proxy;
-    let visit = match visit(&state, req.headers(), caller.clone(), |_, _, _| ()).await {
+    let visit = match visit(&state, caller.clone(), |_, _, _| ()).await {
         Ok(v) => v,
         Err(e) => return error_page(&state, None, &e),
     };
@@ -378,7 +372,7 @@ async fn admin_center(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let (caller, _) = web_caller(&state, &req);
     let flashes = read_flash(req.headers());
     let tls = state.opts.tls_proxy;
-    let visit = match visit(&state, req.headers(), caller.clone(), |_, _, _| ()).await {
+    let visit = match visit(&state, caller.clone(), |_, _, _| ()).await {
         Ok(v) => v,
         Err(e) => return error_page(&state, None, &e),
     };
@@ -562,8 +556,7 @@ async fn show_page(
     let query = req.uri().query().unwrap_or("").to_string();
     let flashes = read_flash(req.headers());
     let had_flash = !flashes.is_empty();
-    let mut response =
-        render_path(&state, req.headers(), caller, &path, &query, None, flashes).await;
+    let mut response = render_path(&state, caller, &path, &query, None, flashes).await;
     if bad_cookie {
         if let Ok(v) = HeaderValue::from_str(&auth::clear_cookie(state.opts.tls_proxy)) {
             response.headers_mut().append(header::SET_COOKIE, v);
@@ -582,7 +575,6 @@ async fn show_page(
 /// failed form submission.
 async fn render_path(
     state: &Arc<AppState>,
-    headers: &HeaderMap,
     caller: Caller,
     path: &str,
     query: &str,
@@ -602,7 +594,7 @@ async fn render_path(
     }
     let target = current.clone();
     let status_on_overlay = overlay.as_ref().map(|_| StatusCode::UNPROCESSABLE_ENTITY);
-    let visit = match visit(state, headers, caller.clone(), move |host, ctx, pages| {
+    let visit = match visit(state, caller.clone(), move |host, ctx, pages| {
         let Some((page, rest)) = find_page(pages, &path) else {
             return Outcome::Error(ApiError::new(codes::NOT_FOUND, "no such page"));
         };
@@ -730,9 +722,6 @@ fn apply_overlay(view: &mut View, o: &Overlay) {
         } else {
             o.error.clone()
         });
-        if field_named {
-            // The message is at the field; keep the summary short.
-        }
         return;
     }
 }
@@ -908,7 +897,6 @@ async fn submit(
         return error_page(&state, None, &e);
     }
     let (caller, _) = web_caller(&state, &req);
-    let headers = req.headers().clone();
     let decl = match call::find_operation(&state.host, &system, &operation) {
         Ok(d) => d,
         Err(e) => return error_page(&state, None, &e),
@@ -934,10 +922,10 @@ async fn submit(
     let payload = match outcome {
         Ok(p) => p,
         Err(e) => {
-            return reshow(&state, &headers, caller, &page, &form_id, &sub, &e).await;
+            return reshow(&state, caller, &page, &form_id, &sub, &e).await;
         }
     };
-    let visit = match visit(&state, &headers, caller.clone(), move |host, ctx, _| {
+    let visit = match visit(&state, caller.clone(), move |host, ctx, _| {
         if let Some(sid) = session_id(ctx) {
             if !same_token(&csrf_token(&key, sid), &csrf_sent) {
                 return Submitted::Csrf;
@@ -989,7 +977,7 @@ async fn submit(
                 caller.clone()
             };
             let e = e.clone();
-            reshow(&state, &headers, caller, &page, &form_id, &sub, &e).await
+            reshow(&state, caller, &page, &form_id, &sub, &e).await
         }
         Submitted::Done(body) => {
             let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -1045,7 +1033,6 @@ async fn submit(
 /// Re-shows the page a form came from with the error and the values.
 async fn reshow(
     state: &Arc<AppState>,
-    headers: &HeaderMap,
     caller: Caller,
     page: &str,
     form_id: &str,
@@ -1071,16 +1058,7 @@ async fn reshow(
         set_flash(&mut r, Tone::Danger, &e.message);
         return r;
     }
-    let mut r = render_path(
-        state,
-        headers,
-        caller,
-        path,
-        query,
-        Some(overlay),
-        Vec::new(),
-    )
-    .await;
+    let mut r = render_path(state, caller, path, query, Some(overlay), Vec::new()).await;
     if e.status == StatusCode::TOO_MANY_REQUESTS {
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     }
@@ -1126,12 +1104,11 @@ async fn logout(State(state): State<Arc<AppState>>, req: Request) -> Response {
         return error_page(&state, None, &e);
     }
     let (caller, _) = web_caller(&state, &req);
-    let headers = req.headers().clone();
     let sub = read_form(req, 64 * 1024).await.unwrap_or_default();
     let csrf_sent = sub.get("_csrf").unwrap_or("").to_string();
     let key = state.web.csrf_key;
     let target = logout_operation(&state.host);
-    let visit = match visit(&state, &headers, caller.clone(), move |host, ctx, _| {
+    let visit = match visit(&state, caller.clone(), move |host, ctx, _| {
         let Some(sid) = session_id(ctx) else {
             return Ok(());
         };
@@ -1163,7 +1140,6 @@ async fn logout(State(state): State<Arc<AppState>>, req: Request) -> Response {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     set_flash(&mut r, Tone::Success, "You are logged out.");
-    let _ = esc;
     r
 }
 
