@@ -74,6 +74,7 @@ pub mod export;
 mod host;
 mod manifest;
 mod plugin;
+pub mod timefmt;
 pub mod validate;
 pub mod view;
 

@@ -1147,6 +1147,11 @@ pub struct Field {
     /// Accepted file types for a file field (`image/png,image/jpeg`).
     #[serde(default)]
     pub accept: Option<String>,
+    /// Leave the field out of the request when it is submitted blank (the
+    /// operation's default applies) instead of sending `""`: for optional
+    /// inputs such as an initial password or a caller-chosen id.
+    #[serde(default)]
+    pub omit_empty: bool,
     /// An error for this field (set by the host when re-showing a failed
     /// submission whose error named this field).
     #[serde(default)]
@@ -1264,6 +1269,13 @@ impl Field {
     /// Makes the field read-only (shown, not submitted).
     pub fn readonly(mut self) -> Self {
         self.readonly = true;
+        self
+    }
+
+    /// Leaves the field out of the request when it is submitted blank
+    /// (see [`Field::omit_empty`]).
+    pub fn omit_empty(mut self) -> Self {
+        self.omit_empty = true;
         self
     }
 

@@ -5,8 +5,9 @@
 //! dotted name builds nested objects, booleans come from checkboxes (absent
 //! = `false`), arrays from repeated names or from one-per-line text, numbers
 //! are parsed, files become base64 (plus a sibling `content_type` when the
-//! schema has one). Names starting with `_` are the host's and never reach
-//! the operation.
+//! schema has one), and a blank field the page marked `omit_empty` (kind
+//! hint `optional`) is left out. Names starting with `_` are the host's and
+//! never reach the operation.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +84,10 @@ pub fn to_json(sub: &Submission, schema: Option<&Value>) -> Result<Value, FieldE
         let vals = &values[name];
         let field_schema = property_schema(root, name);
         let kind = kinds.get(*name).map(String::as_str);
+        // `omit_empty` fields submitted blank are left out (the default applies).
+        if kind == Some("optional") && vals.iter().all(|v| v.trim().is_empty()) {
+            continue;
+        }
         if let Some(v) = coerce(name, vals, kind, field_schema.as_ref(), root)? {
             insert(&mut out, name, v)?;
         }
@@ -437,6 +442,17 @@ mod tests {
         assert!(err.1.contains("ten"));
         let err = to_json(&sub(&[("a", "1"), ("a.b", "2")]), None).unwrap_err();
         assert_eq!(err.0, "a.b");
+    }
+
+    #[test]
+    fn blank_optional_fields_are_left_out() {
+        let kinds = r#"{"profile.phone":"optional","name":"optional"}"#;
+        let s = sub(&[("_kinds", kinds), ("profile.phone", "  "), ("name", "Ada")]);
+        let v = to_json(&s, Some(&schema())).unwrap();
+        assert_eq!(v, json!({"name": "Ada"}));
+        // Without the hint a blank text is sent as it is.
+        let v = to_json(&sub(&[("profile.phone", "")]), Some(&schema())).unwrap();
+        assert_eq!(v, json!({"profile": {"phone": ""}}));
     }
 
     #[test]

@@ -741,6 +741,7 @@ impl Ctx<'_> {
                 FieldKind::File => "file",
                 FieldKind::Number => "number",
                 FieldKind::Hidden if !f.value.is_string() && !f.value.is_null() => "json",
+                _ if f.omit_empty => "optional",
                 _ => continue,
             };
             kinds.insert(f.name.clone(), kind);
