@@ -19,11 +19,13 @@
 //! retried when another writer got there first).
 
 use serde::{Deserialize, Serialize};
+use syshost_plugin_api::view::{Area, PageDecl};
 use syshost_plugin_api::{
     export_plugin, Access, BatchResult, CallContext, Host, Manifest, NoInput, Operations, Plugin,
     PluginError, Store,
 };
 
+pub mod pages;
 mod util;
 
 use util::{check_slug, clean_description, clean_name, default_limit, name_index_key, Page};
@@ -184,10 +186,27 @@ impl Plugin for GroupSystem {
                 "Delete groups",
                 "May delete groups (never the built-in `system` group); their memberships are removed.",
             )
+            .page(
+                PageDecl::new(pages::PATH, "Groups", "admin_groups_page")
+                    .area(Area::Admin)
+                    .card(
+                        "Groups",
+                        "Organise users in groups, independently of their roles.",
+                        Some("group.read"),
+                    )
+                    .nav()
+                    .order(30),
+            )
     }
 
     fn operations() -> Operations<Self> {
         Operations::new()
+            .page(
+                "admin_groups_page",
+                Access::permission("group.read"),
+                "Admin page: the group list, or one group's editor.",
+                Self::admin_groups_page,
+            )
             .query(
                 "ping",
                 Access::Public,

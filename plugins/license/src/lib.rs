@@ -34,12 +34,14 @@
 //! changing under it.
 
 use serde::{Deserialize, Serialize};
+use syshost_plugin_api::view::{Area, PageDecl};
 use syshost_plugin_api::{
     export_plugin, Access, Batch, CallContext, Event, Host, Manifest, NoInput, Operations, Plugin,
     PluginError, Store,
 };
 
 mod app;
+pub mod pages;
 mod user_license;
 mod util;
 
@@ -391,6 +393,17 @@ impl Plugin for LicenseSystem {
                 "May assign user licenses to users and revoke them.",
             )
             .subscribe("user.deleted")
+            .page(
+                PageDecl::new(pages::PATH, "Licenses", "admin_licenses_page")
+                    .area(Area::Admin)
+                    .card(
+                        "Licenses",
+                        "App licenses that switch features on, and user licenses with their seat usage.",
+                        Some("license.read"),
+                    )
+                    .nav()
+                    .order(50),
+            )
     }
 
     fn operations() -> Operations<Self> {
@@ -398,6 +411,12 @@ impl Plugin for LicenseSystem {
         let manage = || Access::permission("license.manage");
         let assign = || Access::permission("license.assign");
         Operations::new()
+            .page(
+                "admin_licenses_page",
+                read(),
+                "Admin page: app and user licenses with seat usage, or one license's editor.",
+                Self::admin_licenses_page,
+            )
             .query(
                 "ping",
                 Access::Public,

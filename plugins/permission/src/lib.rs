@@ -8,9 +8,12 @@
 //! host's `permissions` service.
 
 use serde::{Deserialize, Serialize};
+use syshost_plugin_api::view::{Area, PageDecl};
 use syshost_plugin_api::{
     export_plugin, Access, CallContext, Host, Manifest, NoInput, Operations, Plugin, PluginError,
 };
+
+pub mod pages;
 
 /// Default and maximum page sizes for `list`.
 const DEFAULT_LIMIT: u64 = 50;
@@ -103,10 +106,27 @@ impl Plugin for PermissionSystem {
                 "Read permissions",
                 "List and view the permissions every active system declares.",
             )
+            .page(
+                PageDecl::new(pages::PATH, "Permissions", "admin_permissions_page")
+                    .area(Area::Admin)
+                    .card(
+                        "Permissions",
+                        "Every permission the systems declare, grouped by system. Defined in code, so read-only.",
+                        Some("permission.read"),
+                    )
+                    .nav()
+                    .order(40),
+            )
     }
 
     fn operations() -> Operations<Self> {
         Operations::new()
+            .page(
+                "admin_permissions_page",
+                Access::permission("permission.read"),
+                "Admin page: every permission, grouped by system, searchable.",
+                Self::admin_permissions_page,
+            )
             .query(
                 "ping",
                 Access::Public,

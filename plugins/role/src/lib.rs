@@ -18,12 +18,14 @@
 
 use std::collections::BTreeSet;
 
+use syshost_plugin_api::view::{Area, PageDecl};
 use syshost_plugin_api::{
     export_plugin, Access, BatchResult, CallContext, Host, Manifest, NoInput, Operations, Plugin,
     PluginError, Store,
 };
 
 pub mod model;
+pub mod pages;
 mod validate;
 
 pub use model::{
@@ -116,6 +118,17 @@ impl Plugin for RoleSystem {
                 "Delete roles",
                 "Delete roles; every user loses the deleted role.",
             )
+            .page(
+                PageDecl::new(pages::PATH, "Roles", "admin_roles_page")
+                    .area(Area::Admin)
+                    .card(
+                        "Roles",
+                        "Bundle permissions into roles and see who may do what. The recommended way to give users permissions.",
+                        Some("role.read"),
+                    )
+                    .nav()
+                    .order(20),
+            )
     }
 
     fn operations() -> Operations<Self> {
@@ -161,6 +174,12 @@ impl Plugin for RoleSystem {
                 Access::permission("role.delete"),
                 "Deletes a role and publishes role.deleted.",
                 Self::delete,
+            )
+            .page(
+                "admin_roles_page",
+                Access::permission("role.read"),
+                "Admin page: the role list, or one role's editor.",
+                Self::admin_roles_page,
             )
             .query(
                 "check",

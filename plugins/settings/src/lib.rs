@@ -20,10 +20,12 @@
 //! compare-and-swap): `section/<id>` → [`api::SectionRecord`] as JSON.
 
 pub mod api;
+pub mod pages;
 pub mod schema;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use syshost_plugin_api::view::{Area, PageDecl};
 use syshost_plugin_api::{
     codes, export_plugin, Access, CallContext, Event, Host, Manifest, NoInput, Operations, Plugin,
     PluginError, Subject,
@@ -85,6 +87,17 @@ impl Plugin for SettingsSystem {
             )
             .subscribe("role.deleted")
             .subscribe("group.deleted")
+            .page(
+                PageDecl::new(pages::PATH, "Settings", "admin_settings_page")
+                    .area(Area::Admin)
+                    .card(
+                        "Settings",
+                        "Registration, passwords, consents, sessions: every system's settings as a form.",
+                        Some(PERM_READ),
+                    )
+                    .nav()
+                    .order(60),
+            )
     }
 
     fn operations() -> Operations<Self> {
@@ -118,6 +131,18 @@ impl Plugin for SettingsSystem {
                 Access::permission(PERM_READ),
                 "Returns a section's schema and defaults (for forms).",
                 Self::schema,
+            )
+            .page(
+                "admin_settings_page",
+                Access::permission(PERM_READ),
+                "Admin page: one section's settings as a form generated from its schema.",
+                Self::admin_settings_page,
+            )
+            .op(
+                "put_form",
+                Access::permission(PERM_PUT),
+                "Like put, for browser forms: converts text values (numbers, booleans, lines, JSON) by the section's schema first.",
+                Self::put_form,
             )
             .op(
                 "put",

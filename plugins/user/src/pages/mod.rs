@@ -1,8 +1,10 @@
 //! The `user` system's web pages (see `syshost_plugin_api::view`): the
-//! public account pages ([`public`]) and the self-service pages
-//! ([`account`]). Each page is one operation returning a `View`.
+//! public account pages ([`public`]), the self-service pages
+//! ([`account`]) and the admin-center user management ([`admin`]). Each
+//! page is one operation returning a `View`.
 
 pub mod account;
+pub mod admin;
 pub mod public;
 
 use syshost_plugin_api::view::{Choice, PasswordRules};
@@ -13,12 +15,12 @@ use crate::UserSystem;
 
 /// Adds the page declarations to the manifest.
 pub fn declare(manifest: Manifest) -> Manifest {
-    account::declare(public::declare(manifest))
+    admin::declare(account::declare(public::declare(manifest)))
 }
 
 /// Adds the page operations.
 pub fn operations(ops: Operations<UserSystem>) -> Operations<UserSystem> {
-    account::operations(public::operations(ops))
+    admin::operations(account::operations(public::operations(ops)))
 }
 
 /// The password rules for live feedback, from the policy in the settings.
