@@ -43,8 +43,9 @@
 //! the field's [`FieldKind`] (an unchecked checkbox is `false`, an empty
 //! checkbox list `[]`, [`FieldKind::Lines`] one string per line, a
 //! [`FieldKind::File`] becomes base64 text plus a sibling `content_type`
-//! when the schema has one). Names starting with `_` are reserved for the
-//! host and never reach an operation.
+//! when the schema has one; a blank [`Field::omit_empty`] field is left
+//! out). Names starting with `_` are reserved for the host and never reach
+//! an operation.
 
 use std::collections::BTreeMap;
 

@@ -247,6 +247,25 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// An object schema's properties in form order: checkboxes first, then
+/// single values, lists, JSON values and nested objects (alphabetically
+/// within each group; JSON objects keep no declaration order).
+fn ordered_properties(schema: &Value) -> Vec<(&String, &Value)> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let rank = |prop: &Value| match type_of(prop) {
+        "boolean" => 0,
+        "string" | "integer" | "number" => 1,
+        "array" if type_of(prop.get("items").unwrap_or(&Value::Null)) == "string" => 2,
+        "object" if prop.get("properties").is_some() => 4,
+        _ => 3,
+    };
+    let mut out: Vec<(&String, &Value)> = props.iter().collect();
+    out.sort_by_key(|(name, prop)| (rank(prop), name.as_str()));
+    out
+}
+
 /// The form fields for an object schema's properties, named `prefix.<prop>`;
 /// labels of nested objects' fields start with the object's label
 /// (`label_prefix`).
@@ -258,10 +277,7 @@ fn fields_for(
     refs: &RefChoices,
 ) -> Vec<Field> {
     let mut out = Vec::new();
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-        return out;
-    };
-    for (name, prop) in props {
+    for (name, prop) in ordered_properties(schema) {
         let path = format!("{prefix}.{name}");
         let current = value.get(name).cloned().unwrap_or(Value::Null);
         let label = format!("{label_prefix}{}", label_of(prop, name));
@@ -315,10 +331,7 @@ fn fields_for(
 
 /// The document as `(label, text)` lines for read-only display.
 fn flatten(schema: &Value, value: &Value, label_prefix: &str, out: &mut Vec<(String, String)>) {
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    for (name, prop) in props {
+    for (name, prop) in ordered_properties(schema) {
         let label = format!("{label_prefix}{}", label_of(prop, name));
         let current = value.get(name).cloned().unwrap_or(Value::Null);
         if type_of(prop) == "object" && prop.get("properties").is_some() {
