@@ -72,7 +72,7 @@ async fn an_administrator_manages_roles_users_and_settings() {
     ] {
         assert!(text.contains(card), "card {card} missing: {text}");
     }
-    browser.screenshot("admin-center").await;
+    browser.screenshot("admin-center-cards").await;
 
     // A role with two permissions, picked in the searchable checkbox list.
     browser.goto(&server.url("/ui/admin/roles")).await;
