@@ -47,6 +47,19 @@ pub enum Command {
     },
     /// Discover and resolve without activating; exit 1 listing every problem.
     Check,
+    /// Write a consistent snapshot of the whole store (every namespace) to
+    /// FILE. Works on a stopped host's data directory, and asks a running
+    /// host through its admin socket.
+    Backup {
+        /// Where to write the backup (replaced atomically if it exists).
+        file: PathBuf,
+    },
+    /// Fill an empty (or missing) data directory from a backup FILE.
+    /// Refuses a data directory that holds anything.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Administration commands that work on a stopped host's data directory.
     Admin {
         /// What to do.
@@ -107,6 +120,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Admin {
             command: AdminCommand::Create { email },
         } => admin_create(&config, &email),
+        Command::Backup { file } => backup(&config, &file),
+        Command::Restore { file } => restore(&config, &file),
     }
 }
 
@@ -148,6 +163,12 @@ fn host_builder(config: &Config, bound: Option<std::net::SocketAddr>) -> crate::
         .plugin_dirs(config.effective_plugin_dirs())
         .mail(config.mail_settings())
         .site(site(config, bound))
+        .store_options(config.store_options())
+        .sync_writes(config.store.sync_writes)
+        .call_budget(std::time::Duration::from_millis(
+            config.limits.call_budget_ms,
+        ))
+        .max_response_bytes(usize::try_from(config.limits.max_response_bytes).unwrap_or(usize::MAX))
 }
 
 fn build_host(config: &Config) -> Result<Host, String> {
@@ -234,6 +255,13 @@ fn run_server(config: &Config) -> Result<ExitCode, String> {
     } else {
         tracing::error!("{summary}");
     }
+    let admin_socket = match crate::admin_socket::AdminSocket::start(host.clone()) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            tracing::warn!("{e}; `syshost backup` cannot reach this host");
+            None
+        }
+    };
     let public_url = site(config, Some(local)).public_url;
     let router = crate::http::router(
         host.clone(),
@@ -246,6 +274,7 @@ fn run_server(config: &Config) -> Result<ExitCode, String> {
             .map_err(|e| format!("HTTP server failed: {e}"))
     });
     tracing::info!("shutting down");
+    drop(admin_socket);
     let errors = host.shutdown();
     drop(runtime);
     served?;
@@ -286,6 +315,118 @@ fn admin_create(config: &Config, email: &str) -> Result<ExitCode, String> {
         "created administrator {} (id {})",
         created["email"].as_str().unwrap_or(email),
         created["id"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `syshost backup FILE`: offline from the store, or through the running
+/// host's admin socket when it holds the store lock.
+fn backup(config: &Config, file: &std::path::Path) -> Result<ExitCode, String> {
+    use crate::store::{SledStore, Store, StoreError};
+    let data_dir = &config.data_dir;
+    if !crate::store::store_path(data_dir).is_dir() {
+        return Err(format!(
+            "there is no syshost store in {} (check data_dir)",
+            data_dir.display()
+        ));
+    }
+    let socket = crate::admin_socket::socket_path(data_dir);
+    let (bytes, how) = if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        (
+            crate::admin_socket::request_backup(data_dir)?,
+            "from the running host",
+        )
+    } else {
+        match SledStore::open_with(data_dir, config.store_options()) {
+            Ok(store) => {
+                let trees = store.export().map_err(|e| e.to_string())?;
+                (
+                    crate::backup::encode(&trees, crate::runtime::system_now_ms())
+                        .map_err(|e| e.to_string())?,
+                    "from the stopped data directory",
+                )
+            }
+            // Started meanwhile, or its socket was not up yet.
+            Err(StoreError::Locked { .. }) => (
+                crate::admin_socket::request_backup(data_dir)?,
+                "from the running host",
+            ),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let backup =
+        crate::backup::decode(&bytes).map_err(|e| format!("the backup is unusable: {e}"))?;
+    write_private_file(file, &bytes)?;
+    println!(
+        "backup written to {} {how}: {} trees, {} pairs, {} bytes",
+        file.display(),
+        backup.trees.len(),
+        backup.pair_count(),
+        bytes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `file` owner-only (0600), via a temporary file and a
+/// rename so a reader never sees half a file.
+fn write_private_file(file: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = file
+        .file_name()
+        .ok_or_else(|| format!("{} is not a file name", file.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = file.with_file_name(tmp_name);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, file));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", file.display())
+    })
+}
+
+/// `syshost restore FILE`: checks the whole file, then fills an empty data
+/// directory with it.
+fn restore(config: &Config, file: &std::path::Path) -> Result<ExitCode, String> {
+    use crate::store::{SledStore, Store};
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let backup = crate::backup::decode(&bytes)
+        .map_err(|e| format!("{} cannot be restored: {e}", file.display()))?;
+    let data_dir = &config.data_dir;
+    match std::fs::read_dir(data_dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(format!(
+                    "data directory {} is not empty; restore only fills an empty or missing data directory (move the old one away first)",
+                    data_dir.display()
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", data_dir.display())),
+    }
+    let store_dir = crate::store::store_path(data_dir);
+    let filled = SledStore::open_with(data_dir, config.store_options())
+        .map_err(|e| e.to_string())
+        .and_then(|store| store.import(&backup.trees).map_err(|e| e.to_string()));
+    if let Err(e) = filled {
+        let _ = std::fs::remove_dir_all(&store_dir);
+        return Err(format!("restore failed, nothing kept: {e}"));
+    }
+    println!(
+        "restored {} trees, {} pairs into {}",
+        backup.trees.len(),
+        backup.pair_count(),
+        data_dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,55 @@ pub struct Config {
     pub product_name: String,
     /// The first administrator, created by `syshost run` on an empty store.
     pub admin: AdminConfig,
+    /// Durability of the store.
+    pub store: StoreConfig,
+    /// Limits on what one plugin call may take.
+    pub limits: LimitsConfig,
+}
+
+/// Store durability settings (see README "Durability").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Flush (write and fsync) the store before a call's answer is sent, so
+    /// an acknowledged write is on disk. Default true. `false` trades that
+    /// for throughput: up to `flush_every_ms` of acknowledged writes can be
+    /// lost in a crash.
+    pub sync_writes: bool,
+    /// sled's background flush interval in milliseconds (default 500;
+    /// 0 turns the background flush off).
+    pub flush_every_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            sync_writes: true,
+            flush_every_ms: 500,
+        }
+    }
+}
+
+/// Per-call limits (see README "Isolation").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The time one plugin call may take, in milliseconds (default 10000).
+    /// A slower call is logged as a warning, and an HTTP caller gets 503
+    /// `timeout` once it is exceeded.
+    pub call_budget_ms: u64,
+    /// The largest payload or response one call may carry between plugins
+    /// and the host, in bytes (default 16 MiB).
+    pub max_response_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            call_budget_ms: crate::runtime::DEFAULT_CALL_BUDGET_MS,
+            max_response_bytes: crate::runtime::DEFAULT_MAX_RESPONSE_BYTES as u64,
+        }
+    }
 }
 
 /// First-administrator settings.
@@ -111,6 +160,8 @@ impl Default for Config {
             public_url: None,
             product_name: "syshost".to_string(),
             admin: AdminConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -175,6 +226,26 @@ const KEYS: &[(&str, &str, EnvKind)] = &[
     ("product_name", "SYSHOST_PRODUCT_NAME", EnvKind::Text),
     ("admin.email", "SYSHOST_ADMIN_EMAIL", EnvKind::Text),
     ("admin.password", "SYSHOST_ADMIN_PASSWORD", EnvKind::Text),
+    (
+        "store.sync_writes",
+        "SYSHOST_STORE_SYNC_WRITES",
+        EnvKind::Bool,
+    ),
+    (
+        "store.flush_every_ms",
+        "SYSHOST_STORE_FLUSH_EVERY_MS",
+        EnvKind::Integer,
+    ),
+    (
+        "limits.call_budget_ms",
+        "SYSHOST_LIMITS_CALL_BUDGET_MS",
+        EnvKind::Integer,
+    ),
+    (
+        "limits.max_response_bytes",
+        "SYSHOST_LIMITS_MAX_RESPONSE_BYTES",
+        EnvKind::Integer,
+    ),
 ];
 
 /// Every config key with its environment variable, for docs and `--help`.
@@ -421,6 +492,33 @@ impl Config {
                 ),
             ));
         }
+        if self.store.flush_every_ms > 60_000 {
+            return Err(invalid(
+                "store.flush_every_ms",
+                format!(
+                    "{} is out of range (0 to 60000 milliseconds)",
+                    self.store.flush_every_ms
+                ),
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.limits.call_budget_ms) {
+            return Err(invalid(
+                "limits.call_budget_ms",
+                format!(
+                    "{} is out of range (10 to 3600000 milliseconds)",
+                    self.limits.call_budget_ms
+                ),
+            ));
+        }
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.limits.max_response_bytes) {
+            return Err(invalid(
+                "limits.max_response_bytes",
+                format!(
+                    "{} is out of range (65536 to 1073741824 bytes)",
+                    self.limits.max_response_bytes
+                ),
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| invalid("log", format!("not a tracing filter: {e}")))?;
         if let Some(url) = &self.mail.smtp_url {
@@ -468,6 +566,13 @@ impl Config {
         }
         settings.from = self.mail.from.clone();
         settings
+    }
+
+    /// The store options these settings describe.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            flush_every_ms: (self.store.flush_every_ms > 0).then_some(self.store.flush_every_ms),
+        }
     }
 
     /// The plugin directories to scan: the configured ones, or the

@@ -21,10 +21,13 @@
 //! Module map: [`config`] (file + env), [`loader`] (one library),
 //! [`discovery`] (directories → validated plugins), [`resolver`] (dependency
 //! graph), [`store`] (sled namespaces), [`runtime`] (activation, dispatch,
-//! events), [`mail`] (outbound mail), [`http`] (axum frontend), [`cli`].
+//! events), [`mail`] (outbound mail), [`http`] (axum frontend), [`backup`]
+//! (backup file format), [`admin_socket`] (CLI ↔ running host), [`cli`].
 
 #![warn(missing_docs)]
 
+pub mod admin_socket;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod discovery;

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::RString;
 use serde::{de::DeserializeOwned, Serialize};
 use syshost_plugin_api::abi::{HostObj_TO, PluginBox};
 use syshost_plugin_api::{
@@ -31,13 +30,18 @@ use crate::discovery::{discover, discover_files, Discovery, DiscoveryError};
 use crate::mail::{MailService, MailSettings, MailStats, Mailer};
 use crate::resolver::{self, Outcome, Plan, Reason};
 use crate::services::PluginServices;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{SledStore, Store, StoreError, StoreOptions, TreeDump};
 use crate::subjects::{CachedSubject, SubjectCache};
 
 /// The deepest chain of nested cross-plugin calls allowed.
 const MAX_CALL_DEPTH: usize = 32;
 /// The most events one outermost call may cause (guards against loops).
 const MAX_EVENTS_PER_CALL: usize = 10_000;
+/// Default per-call time budget (config `limits.call_budget_ms`).
+pub const DEFAULT_CALL_BUDGET_MS: u64 = 10_000;
+/// Default largest response a plugin may hand to the host (config
+/// `limits.max_response_bytes`).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Milliseconds since the Unix epoch from the system clock.
 pub fn system_now_ms() -> i64 {
@@ -151,9 +155,42 @@ pub struct HostBuilder {
     site: SiteInfo,
     bootstrap_admin: Option<BootstrapAdmin>,
     clock: Option<Arc<dyn Fn() -> i64 + Send + Sync>>,
+    store_options: StoreOptions,
+    relaxed_durability: bool,
+    call_budget: Option<std::time::Duration>,
+    max_response_bytes: Option<usize>,
 }
 
 impl HostBuilder {
+    /// sled tuning (background flush interval).
+    pub fn store_options(mut self, options: StoreOptions) -> Self {
+        self.store_options = options;
+        self
+    }
+
+    /// `true` (the default): every outermost call flushes the store before
+    /// it returns, so an acknowledged write is on disk. `false`: writes
+    /// reach disk with sled's background flush only (config
+    /// `store.sync_writes = false`).
+    pub fn sync_writes(mut self, sync: bool) -> Self {
+        self.relaxed_durability = !sync;
+        self
+    }
+
+    /// The time one call may take before the host reports it (config
+    /// `limits.call_budget_ms`; default 10 s).
+    pub fn call_budget(mut self, budget: std::time::Duration) -> Self {
+        self.call_budget = Some(budget);
+        self
+    }
+
+    /// The largest response a plugin may return (config
+    /// `limits.max_response_bytes`; default 16 MiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = Some(bytes);
+        self
+    }
+
     /// Uses `dir` for the store and other state (created if missing).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
@@ -226,7 +263,7 @@ impl HostBuilder {
         let store: Arc<dyn Store> = if self.temporary_store {
             Arc::new(SledStore::temporary()?)
         } else {
-            Arc::new(SledStore::open(&data_dir)?)
+            Arc::new(SledStore::open_with(&data_dir, self.store_options)?)
         };
         let (mailer, mail_service): (Arc<dyn Mailer>, Option<Arc<MailService>>) = match self.mailer
         {
@@ -271,6 +308,13 @@ impl HostBuilder {
                 state: Mutex::new(State::default()),
                 active: RwLock::new(HashMap::new()),
                 subjects: SubjectCache::default(),
+                sync_writes: !self.relaxed_durability,
+                call_budget: self
+                    .call_budget
+                    .unwrap_or(std::time::Duration::from_millis(DEFAULT_CALL_BUDGET_MS)),
+                max_response_bytes: self
+                    .max_response_bytes
+                    .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
             }),
         })
     }
@@ -327,6 +371,12 @@ pub(crate) struct HostInner {
     active: RwLock<HashMap<String, Arc<ActivePlugin>>>,
     /// Resolved subjects, invalidated by the provider's events.
     subjects: SubjectCache,
+    /// Flush the store after every outermost call.
+    sync_writes: bool,
+    /// A call taking longer is reported.
+    call_budget: std::time::Duration,
+    /// A plugin response larger than this is refused.
+    max_response_bytes: usize,
 }
 
 /// One frame of the per-thread call stack.
@@ -456,15 +506,50 @@ impl HostInner {
                 ));
             }
         }
+        if payload.len() > self.max_response_bytes {
+            return Err(PluginError::invalid(format!(
+                "the payload for {target}.{operation} is {} bytes; calls carry at most {} bytes (limits.max_response_bytes)",
+                payload.len(),
+                self.max_response_bytes
+            )));
+        }
         let ctx_json = serde_json::to_string(ctx)?;
+        let started = std::time::Instant::now();
         let (guard, outermost) = enter(target, ctx)?;
         let result = plugin
             .object
             .call(operation.into(), payload.into(), ctx_json.as_str().into())
             .into_result()
-            .map(RString::into_string)
-            .map_err(PluginError::from);
+            .map_err(PluginError::from)
+            .and_then(|out| {
+                if out.len() > self.max_response_bytes {
+                    tracing::warn!(
+                        plugin = target,
+                        operation,
+                        bytes = out.len(),
+                        limit = self.max_response_bytes,
+                        "plugin response exceeds limits.max_response_bytes; refused"
+                    );
+                    Err(PluginError::internal(format!(
+                        "{target}.{operation} returned {} bytes, more than the {} allowed (limits.max_response_bytes)",
+                        out.len(),
+                        self.max_response_bytes
+                    )))
+                } else {
+                    Ok(out.into_string())
+                }
+            });
         drop(guard);
+        let elapsed = started.elapsed();
+        if elapsed > self.call_budget {
+            tracing::warn!(
+                plugin = target,
+                operation,
+                ms = elapsed.as_millis() as u64,
+                budget_ms = self.call_budget.as_millis() as u64,
+                "plugin call exceeded its time budget (limits.call_budget_ms)"
+            );
+        }
         if let Err(e) = &result {
             if e.is(codes::PLUGIN_PANICKED) {
                 tracing::error!(plugin = target, operation, "{}", e.message);
@@ -852,6 +937,11 @@ impl Host {
                 }
             }
         }
+        // Activation writes (first administrator, settings sections) are
+        // durable once the host reports the systems active.
+        if let Err(e) = self.inner.store.sync() {
+            tracing::error!("flushing the store after activation failed: {e}");
+        }
         report
     }
 
@@ -1088,6 +1178,11 @@ impl Host {
     }
 
     /// Calls `operation` of system `id` with a raw JSON payload.
+    ///
+    /// Unless the host was built with `sync_writes(false)`, every write the
+    /// call caused (its own, its nested calls', its events' handlers' and
+    /// queued mail) is flushed to disk before this returns; a failed flush
+    /// turns the answer into a `storage` error.
     pub fn call_raw(
         &self,
         id: &str,
@@ -1095,7 +1190,26 @@ impl Host {
         payload: &str,
         ctx: &CallContext,
     ) -> Result<String, PluginError> {
-        self.inner.dispatch(id, operation, payload, ctx)
+        let result = self.inner.dispatch(id, operation, payload, ctx);
+        if self.inner.sync_writes {
+            if let Err(e) = self.inner.store.sync() {
+                tracing::error!(plugin = id, operation, "flushing the store failed: {e}");
+                return Err(PluginError::storage(format!(
+                    "the change may not be durable: flushing the store failed: {e}"
+                )));
+            }
+        }
+        result
+    }
+
+    /// The per-call time budget (`limits.call_budget_ms`).
+    pub fn call_budget(&self) -> std::time::Duration {
+        self.inner.call_budget
+    }
+
+    /// A point-in-time copy of every tree of the store (for backups).
+    pub fn export_store(&self) -> Result<Vec<TreeDump>, StoreError> {
+        self.inner.store.export()
     }
 
     /// Deactivates every active system in reverse activation order and

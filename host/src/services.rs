@@ -25,6 +25,17 @@ pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_BATCH_OPS: usize = 100_000;
 /// Most pairs returned by one scan call (the SDK pages through larger scans).
 pub const MAX_SCAN_PAIRS: u32 = 10_000;
+/// Most key and value bytes one scan call may return; a scan that would
+/// return more fails (ask for fewer pairs per call).
+pub const MAX_SCAN_BYTES: usize = 64 * 1024 * 1024;
+/// Most key and value bytes in one atomic batch.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Largest event payload a plugin may publish.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Largest mail (as JSON) a plugin may queue.
+pub const MAX_MAIL_BYTES: usize = 4 * 1024 * 1024;
+/// Longest plugin log message; longer ones are cut.
+pub const MAX_LOG_BYTES: usize = 16 * 1024;
 
 /// Host services for one plugin.
 pub(crate) struct PluginServices {
@@ -102,8 +113,21 @@ impl HostObj for PluginServices {
         let limit = request.limit.min(MAX_SCAN_PAIRS) as usize;
         let end = request.end.as_ref().map(|e| e.as_slice()).into_option();
         self.namespace
-            .scan(request.start.as_slice(), end, request.reverse, limit)
+            .scan_bounded(
+                request.start.as_slice(),
+                end,
+                request.reverse,
+                limit,
+                MAX_SCAN_BYTES,
+            )
             .map_err(store_err)
+            .and_then(|pairs| {
+                pairs.ok_or_else(|| {
+                    err(PluginError::invalid(format!(
+                        "scan of {limit} pairs would return more than {MAX_SCAN_BYTES} bytes; scan fewer pairs per call"
+                    )))
+                })
+            })
             .map(|pairs| {
                 pairs
                     .into_iter()
@@ -122,6 +146,15 @@ impl HostObj for PluginServices {
                 return Err(err(PluginError::invalid(format!(
                     "batch has {} operations; the limit is {MAX_BATCH_OPS}",
                     ops.len()
+                ))));
+            }
+            let total: usize = ops
+                .iter()
+                .map(|op| op.key.len() + op.value.as_ref().map_or(0, |v| v.len()))
+                .fold(0usize, usize::saturating_add);
+            if total > MAX_BATCH_BYTES {
+                return Err(err(PluginError::invalid(format!(
+                    "batch carries {total} bytes; the limit is {MAX_BATCH_BYTES}"
                 ))));
             }
             let mut batch = Vec::with_capacity(ops.len());
@@ -241,6 +274,12 @@ impl HostObj for PluginServices {
                     self.plugin_id, self.plugin_id
                 ))));
             }
+            if payload.len() > MAX_EVENT_BYTES {
+                return Err(err(PluginError::invalid(format!(
+                    "event payload is {} bytes; the limit is {MAX_EVENT_BYTES}",
+                    payload.len()
+                ))));
+            }
             let payload: serde_json::Value =
                 serde_json::from_str(payload.as_str()).map_err(|e| {
                     err(PluginError::invalid(format!(
@@ -262,6 +301,12 @@ impl HostObj for PluginServices {
 
     fn send_mail(&self, mail: RStr<'_>) -> RResult<(), AbiError> {
         let run = || -> Result<(), AbiError> {
+            if mail.len() > MAX_MAIL_BYTES {
+                return Err(err(PluginError::invalid(format!(
+                    "mail is {} bytes; the limit is {MAX_MAIL_BYTES}",
+                    mail.len()
+                ))));
+            }
             let mail: Mail = serde_json::from_str(mail.as_str())
                 .map_err(|e| err(PluginError::invalid(format!("mail is not valid: {e}"))))?;
             let host = self.host()?;
@@ -281,7 +326,14 @@ impl HostObj for PluginServices {
 
     fn log(&self, level: u8, message: RStr<'_>) {
         let plugin = self.plugin_id.as_str();
-        let message = message.as_str();
+        let mut message = message.as_str();
+        if message.len() > MAX_LOG_BYTES {
+            let mut cut = MAX_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message = &message[..cut];
+        }
         match level {
             0 | 1 => tracing::error!(target: "syshost::plugin", plugin, "{message}"),
             2 => tracing::warn!(target: "syshost::plugin", plugin, "{message}"),

@@ -6,7 +6,8 @@
 //! seam so a second backend can be added without touching plugins.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use thiserror::Error;
 
@@ -82,6 +83,17 @@ pub trait Namespace: Send + Sync {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<Pair>, StoreError>;
+    /// Like [`Namespace::scan`], but stops with `None` as soon as the pairs
+    /// collected so far hold more than `max_bytes` of keys and values, so a
+    /// caller never buffers more than that.
+    fn scan_bounded(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Pair>>, StoreError>;
     /// Applies every op atomically if all `Expect`s hold; otherwise applies
     /// nothing and returns the index of the first failed expectation.
     fn batch(&self, ops: &[BatchOp]) -> Result<Option<usize>, StoreError>;
@@ -103,8 +115,72 @@ pub trait Store: Send + Sync {
     /// A namespace private to the host itself (`host/<name>`), never
     /// reachable by a plugin.
     fn host_namespace(&self, name: &str) -> Result<Arc<dyn Namespace>, StoreError>;
-    /// Makes every acknowledged write durable.
+    /// Makes every write so far durable (sled `flush`: write out and
+    /// fsync), unconditionally.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Makes every write that completed before this call durable, sharing
+    /// one flush between concurrent callers: returns at once when no write
+    /// happened since the last flush, or when a flush that started after
+    /// the caller's writes has finished.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.flush()
+    }
+    /// Every tree with every pair, as one point-in-time view: writes are
+    /// held back while it is copied (see [`SledStore`]).
+    fn export(&self) -> Result<Vec<TreeDump>, StoreError>;
+    /// Writes `trees` into this store (meant for an empty store) and
+    /// flushes.
+    fn import(&self, trees: &[TreeDump]) -> Result<(), StoreError>;
+}
+
+/// One tree of the store with all its pairs, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeDump {
+    /// The tree name (`plugin/<id>`, `host/<name>`).
+    pub name: String,
+    /// Every pair in ascending key order.
+    pub pairs: Vec<Pair>,
+}
+
+/// Store tuning (config keys `store.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's background flush interval in milliseconds (`None`: only
+    /// explicit flushes).
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            flush_every_ms: Some(500),
+        }
+    }
+}
+
+/// Write bookkeeping shared by every namespace of one store: a sequence
+/// number per completed write (for coalesced flushes) and the write gate
+/// that [`Store::export`] closes for its point-in-time copy.
+#[derive(Default)]
+struct WriteLog {
+    /// Writes completed so far.
+    written: AtomicU64,
+    /// `written` as of the start of the last successful flush.
+    flushed: AtomicU64,
+    /// One flush at a time; latecomers find their writes already covered.
+    flushing: Mutex<()>,
+    /// Writers hold it shared; an export holds it exclusively.
+    gate: RwLock<()>,
+}
+
+impl WriteLog {
+    /// Runs a write with the gate open and counts it.
+    fn write<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _open = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let result = f();
+        self.written.fetch_add(1, Ordering::SeqCst);
+        result
+    }
 }
 
 const PLUGIN_TREE_PREFIX: &str = "plugin/";
@@ -112,37 +188,125 @@ const META_TREE: &str = "host/meta";
 const FORMAT_KEY: &[u8] = b"format_version";
 
 /// The sled-backed store under a data directory.
+///
+/// Durability: sled makes a write durable when it flushes (writes its log
+/// and fsyncs). It flushes in the background every
+/// [`StoreOptions::flush_every_ms`]; [`Store::sync`] flushes on demand and
+/// coalesces concurrent requests. After a crash sled recovers a prefix of
+/// the writes in the order they happened, across all trees.
+///
+/// Consistency of [`Store::export`]: sled has no snapshot spanning trees,
+/// so every write passes a shared gate and an export closes it while it
+/// copies: the copy is the state between two writes.
 pub struct SledStore {
     db: sled::Db,
+    log: Arc<WriteLog>,
+}
+
+/// The store directory inside a data directory.
+pub fn store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("store")
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `data_dir/store`.
+    /// Opens (or creates) the store in `data_dir/store` with the default
+    /// options.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join("store");
-        std::fs::create_dir_all(&path).map_err(|e| StoreError::Corrupt {
+        Self::open_with(data_dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `data_dir/store`.
+    ///
+    /// An existing store is checked before sled touches it (sled would
+    /// silently start an empty database over a damaged or foreign one):
+    /// its `conf` file must carry sled's checksum, and once open it must
+    /// hold the syshost format marker. A store whose creation was
+    /// interrupted (the `CREATING` file is still there) held no data yet
+    /// and is created afresh.
+    pub fn open_with(data_dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = store_path(data_dir);
+        let corrupt = |reason: String| StoreError::Corrupt {
             path: path.clone(),
-            reason: format!("cannot create it: {e}"),
-        })?;
-        let db = open_with_lock_retry(&path)?;
-        let store = SledStore { db };
-        store.check_format(&path)?;
+            reason,
+        };
+        let sentinel = path.join(CREATING_FILE);
+        let existing = match std::fs::read_dir(&path) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(corrupt(format!("cannot read it: {e}"))),
+        };
+        let fresh = if !existing {
+            true
+        } else if sentinel.exists() {
+            // Never held data: the sentinel goes only after the marker is
+            // on disk, before anything else is written.
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| corrupt(format!("cannot reset an unfinished store: {e}")))?;
+            true
+        } else {
+            check_sled_conf(&path).map_err(corrupt)?;
+            false
+        };
+        if fresh {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| corrupt(format!("cannot create it: {e}")))?;
+            std::fs::write(&sentinel, b"")
+                .map_err(|e| corrupt(format!("cannot create it: {e}")))?;
+        }
+        let db = open_with_lock_retry(&path, options)?;
+        let store = SledStore {
+            db,
+            log: Arc::default(),
+        };
+        store.check_format(&path, fresh)?;
+        if fresh {
+            std::fs::remove_file(&sentinel)
+                .map_err(|e| corrupt(format!("cannot finish creating it: {e}")))?;
+        }
         Ok(store)
     }
 
     /// A throwaway in-memory store (for tests and dry runs).
     pub fn temporary() -> Result<Self, StoreError> {
         let db = sled::Config::new().temporary(true).open()?;
-        let store = SledStore { db };
-        store.check_format(Path::new("<temporary>"))?;
+        let store = SledStore {
+            db,
+            log: Arc::default(),
+        };
+        store.check_format(Path::new("<temporary>"), true)?;
         Ok(store)
     }
 
-    fn check_format(&self, path: &Path) -> Result<(), StoreError> {
+    fn namespace(&self, name: &str) -> Result<Arc<dyn Namespace>, StoreError> {
+        let tree = self.db.open_tree(name)?;
+        Ok(Arc::new(SledNamespace {
+            tree,
+            log: self.log.clone(),
+        }))
+    }
+
+    fn check_format(&self, path: &Path, fresh: bool) -> Result<(), StoreError> {
         let meta = self.db.open_tree(META_TREE)?;
         match meta.get(FORMAT_KEY)? {
+            None if !fresh => Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason:
+                    "it holds no syshost format marker: it is damaged or belongs to another program"
+                        .into(),
+            }),
             None => {
+                let foreign = self.db.tree_names().into_iter().any(|name| {
+                    name.as_ref() != META_TREE.as_bytes()
+                        && self.db.open_tree(&name).is_ok_and(|t| !t.is_empty())
+                });
+                if foreign {
+                    return Err(StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        reason: "it holds data but no syshost format marker (a database of another program?)".into(),
+                    });
+                }
                 meta.insert(FORMAT_KEY, FORMAT_VERSION.to_be_bytes().to_vec())?;
+                self.db.flush()?;
                 Ok(())
             }
             Some(v) => {
@@ -165,16 +329,60 @@ impl SledStore {
     }
 }
 
+/// Present while a new store is being created; see [`SledStore::open_with`].
+const CREATING_FILE: &str = "CREATING";
+
+/// Checks sled's `conf` file (its settings plus a CRC-32, little-endian)
+/// the way sled should but does not: sled only warns about a bad checksum
+/// and replaces a short file.
+fn check_sled_conf(path: &Path) -> Result<(), String> {
+    let conf = path.join("conf");
+    let bytes = std::fs::read(&conf).map_err(|e| {
+        format!("it has files but no readable sled 'conf' file ({e}); it is not a syshost store or it is damaged")
+    })?;
+    if bytes.len() <= 8 {
+        return Err("its 'conf' file is empty or truncated; the store is damaged".into());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let expected = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(body) != expected {
+        return Err(
+            "its 'conf' file fails its checksum; it is damaged or not a syshost store".into(),
+        );
+    }
+    if !path.join("db").is_file() {
+        return Err("its 'db' file is missing; the store is damaged".into());
+    }
+    Ok(())
+}
+
 /// How long to wait for a lock held by a handle that is closing. sled
 /// releases its file lock only when its background flusher thread has
 /// exited, which can trail the last handle's drop by one flush interval.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn open_with_lock_retry(path: &Path) -> Result<sled::Db, StoreError> {
+fn open_with_lock_retry(path: &Path, options: StoreOptions) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(10);
     loop {
-        match sled::Config::new().path(path).open() {
+        let config = sled::Config::new()
+            .path(path)
+            .flush_every_ms(options.flush_every_ms);
+        // sled panics on some malformed files instead of returning an
+        // error; a foreign or damaged directory must be an error.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
+            .map_err(|panic| {
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "the store files are unreadable".to_string());
+                StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason,
+                }
+            })?;
+        match opened {
             Ok(db) => return Ok(db),
             Err(e) => match classify_open_error(path, e) {
                 StoreError::Locked { .. } if started.elapsed() < LOCK_WAIT => {
@@ -206,10 +414,7 @@ fn classify_open_error(path: &Path, e: sled::Error) -> StoreError {
 
 impl Store for SledStore {
     fn plugin_namespace(&self, plugin_id: &str) -> Result<Arc<dyn Namespace>, StoreError> {
-        let tree = self
-            .db
-            .open_tree(format!("{PLUGIN_TREE_PREFIX}{plugin_id}"))?;
-        Ok(Arc::new(SledNamespace { tree }))
+        self.namespace(&format!("{PLUGIN_TREE_PREFIX}{plugin_id}"))
     }
 
     fn plugin_namespaces(&self) -> Result<Vec<String>, StoreError> {
@@ -227,19 +432,78 @@ impl Store for SledStore {
     }
 
     fn host_namespace(&self, name: &str) -> Result<Arc<dyn Namespace>, StoreError> {
-        let tree = self.db.open_tree(format!("host/{name}"))?;
-        Ok(Arc::new(SledNamespace { tree }))
+        self.namespace(&format!("host/{name}"))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        let covered = self.log.written.load(Ordering::SeqCst);
         self.db.flush()?;
+        self.log.flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        let mine = self.log.written.load(Ordering::SeqCst);
+        if self.log.flushed.load(Ordering::SeqCst) >= mine {
+            return Ok(());
+        }
+        let _turn = self.log.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        // A flush that started after our writes may have finished while we
+        // waited for the turn.
+        if self.log.flushed.load(Ordering::SeqCst) >= mine {
+            return Ok(());
+        }
+        self.flush()
+    }
+
+    fn export(&self) -> Result<Vec<TreeDump>, StoreError> {
+        let _closed = self.log.gate.write().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = self
+            .db
+            .tree_names()
+            .into_iter()
+            .filter_map(|n| String::from_utf8(n.to_vec()).ok())
+            .filter(|n| n != DEFAULT_TREE)
+            .collect();
+        names.sort();
+        let mut trees = Vec::with_capacity(names.len());
+        for name in names {
+            let tree = self.db.open_tree(&name)?;
+            let pairs = tree
+                .iter()
+                .map(|item| {
+                    item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .map_err(StoreError::from)
+                })
+                .collect::<Result<Vec<Pair>, StoreError>>()?;
+            trees.push(TreeDump { name, pairs });
+        }
+        Ok(trees)
+    }
+
+    fn import(&self, trees: &[TreeDump]) -> Result<(), StoreError> {
+        for dump in trees {
+            if dump.name == DEFAULT_TREE {
+                continue;
+            }
+            let tree = self.db.open_tree(&dump.name)?;
+            let mut batch = sled::Batch::default();
+            for (k, v) in &dump.pairs {
+                batch.insert(k.as_slice(), v.as_slice());
+            }
+            self.log.write(|| Ok(tree.apply_batch(batch)?))?;
+        }
+        self.flush()
+    }
 }
+
+/// sled's own default tree (unused by syshost, never exported).
+const DEFAULT_TREE: &str = "__sled__default";
 
 /// One sled tree.
 struct SledNamespace {
     tree: sled::Tree,
+    log: Arc<WriteLog>,
 }
 
 impl Namespace for SledNamespace {
@@ -248,12 +512,14 @@ impl Namespace for SledNamespace {
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.tree.insert(key, value)?;
-        Ok(())
+        self.log.write(|| {
+            self.tree.insert(key, value)?;
+            Ok(())
+        })
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
-        Ok(self.tree.remove(key)?.is_some())
+        self.log.write(|| Ok(self.tree.remove(key)?.is_some()))
     }
 
     fn scan(
@@ -263,28 +529,49 @@ impl Namespace for SledNamespace {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<Pair>, StoreError> {
+        Ok(self
+            .scan_bounded(start, end, reverse, limit, usize::MAX)?
+            .unwrap_or_default())
+    }
+
+    fn scan_bounded(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Pair>>, StoreError> {
         if let Some(end) = end {
             if end <= start {
-                return Ok(Vec::new());
+                return Ok(Some(Vec::new()));
             }
         }
         let iter = match end {
             Some(end) => self.tree.range(start..end),
             None => self.tree.range(start..),
         };
-        let collect = |item: sled::Result<(sled::IVec, sled::IVec)>| {
-            item.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(StoreError::from)
-        };
-        if reverse {
-            iter.rev().take(limit).map(collect).collect()
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(iter.rev())
         } else {
-            iter.take(limit).map(collect).collect()
+            Box::new(iter)
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in iter.take(limit) {
+            let (k, v) = item?;
+            bytes = bytes.saturating_add(k.len() + v.len());
+            if bytes > max_bytes {
+                return Ok(None);
+            }
+            out.push((k.to_vec(), v.to_vec()));
         }
+        Ok(Some(out))
     }
 
     fn batch(&self, ops: &[BatchOp]) -> Result<Option<usize>, StoreError> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let _open = self.log.gate.read().unwrap_or_else(|p| p.into_inner());
         let result = self.tree.transaction(|tx| {
             for (index, op) in ops.iter().enumerate() {
                 if let BatchOp::Expect(key, expected) = op {
@@ -307,6 +594,7 @@ impl Namespace for SledNamespace {
             }
             Ok(())
         });
+        self.log.written.fetch_add(1, Ordering::SeqCst);
         match result {
             Ok(()) => Ok(None),
             Err(TransactionError::Abort(index)) => Ok(Some(index)),
@@ -320,10 +608,11 @@ impl Namespace for SledNamespace {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<Result<(), Option<Vec<u8>>>, StoreError> {
-        match self.tree.compare_and_swap(key, expected, new)? {
-            Ok(()) => Ok(Ok(())),
-            Err(e) => Ok(Err(e.current.map(|v| v.to_vec()))),
-        }
+        self.log
+            .write(|| match self.tree.compare_and_swap(key, expected, new)? {
+                Ok(()) => Ok(Ok(())),
+                Err(e) => Ok(Err(e.current.map(|v| v.to_vec()))),
+            })
     }
 }
 
@@ -443,5 +732,87 @@ mod tests {
             Err(e) => panic!("expected NewerFormat, got {e}"),
             Ok(_) => panic!("newer format accepted"),
         }
+    }
+
+    #[test]
+    fn damaged_or_foreign_stores_are_refused_untouched() {
+        // Garbage where the store should be: refused, and left as it was.
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_path(dir.path());
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join("conf"), b"not sled's settings at all").unwrap();
+        std::fs::write(store.join("db"), b"garbage").unwrap();
+        match SledStore::open(dir.path()) {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("checksum"), "{reason}")
+            }
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("garbage opened"),
+        }
+        assert_eq!(std::fs::read(store.join("db")).unwrap(), b"garbage");
+
+        // A sled database of another program: opens, but has no marker.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(store_path(dir.path())).unwrap();
+            db.open_tree("theirs").unwrap().insert("k", "v").unwrap();
+            db.flush().unwrap();
+        }
+        match SledStore::open(dir.path()) {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("marker"), "{reason}")
+            }
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("foreign database opened"),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_creation_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_path(dir.path());
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join(CREATING_FILE), b"").unwrap();
+        std::fs::write(store.join("conf"), b"half").unwrap();
+        let opened = SledStore::open(dir.path()).unwrap();
+        opened
+            .plugin_namespace("p")
+            .unwrap()
+            .put(b"k", b"v")
+            .unwrap();
+        drop(opened);
+        assert!(!store.join(CREATING_FILE).exists());
+        let reopened = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            reopened.plugin_namespace("p").unwrap().get(b"k").unwrap(),
+            Some(b"v".to_vec())
+        );
+    }
+
+    #[test]
+    fn export_import_round_trips_every_tree_and_sync_coalesces() {
+        let source = SledStore::temporary().unwrap();
+        source
+            .plugin_namespace("a")
+            .unwrap()
+            .put(b"k", b"1")
+            .unwrap();
+        source
+            .host_namespace("mail_queue")
+            .unwrap()
+            .put(b"m", b"2")
+            .unwrap();
+        source.sync().unwrap();
+        let flushed = source.log.flushed.load(Ordering::SeqCst);
+        // Nothing written since: no flush at all.
+        source.sync().unwrap();
+        assert_eq!(source.log.flushed.load(Ordering::SeqCst), flushed);
+        let trees = source.export().unwrap();
+        let names: Vec<&str> = trees.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["host/mail_queue", "host/meta", "plugin/a"]);
+        let dir = tempfile::tempdir().unwrap();
+        let target = SledStore::open(dir.path()).unwrap();
+        target.import(&trees).unwrap();
+        assert_eq!(target.export().unwrap(), trees);
     }
 }

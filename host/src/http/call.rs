@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use syshost_plugin_api::{codes, CallContext, OperationDecl, PluginError, Subject};
 
 use super::auth::{self, TokenSource};
-use super::errors::ApiError;
+use super::errors::{ApiError, TIMEOUT};
 use super::{AppState, RequestId};
 
 /// Who is asking, as far as the HTTP request tells: the token (with its
@@ -102,6 +102,42 @@ pub(crate) fn throttle(
     Ok(())
 }
 
+/// How many calls of one system may run past the time budget at once
+/// before further calls to it are refused (each holds a blocking thread).
+pub const MAX_OVERDUE_CALLS: usize = 4;
+
+/// Calls still running after their caller got `timeout`, per system.
+#[derive(Default)]
+pub(crate) struct Overdue {
+    running: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+impl Overdue {
+    fn running(&self, system: &str) -> usize {
+        self.running
+            .lock()
+            .map(|m| m.get(system).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Counts `task` against `system` until it finishes.
+    fn track<T: Send + 'static>(self: &Arc<Self>, system: &str, task: tokio::task::JoinHandle<T>) {
+        if let Ok(mut m) = self.running.lock() {
+            *m.entry(system.to_string()).or_default() += 1;
+        }
+        let this = self.clone();
+        let system = system.to_string();
+        tokio::spawn(async move {
+            let _ = task.await;
+            if let Ok(mut m) = this.running.lock() {
+                if let Some(n) = m.get_mut(&system) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        });
+    }
+}
+
 /// Resolves the caller into a call context on the blocking pool and runs
 /// `f` with it there (plugin calls are synchronous).
 pub(crate) async fn with_context<R, F>(
@@ -113,11 +149,39 @@ where
     R: Send + 'static,
     F: FnOnce(&crate::Host, &CallContext) -> R + Send + 'static,
 {
+    with_context_on(state, caller, None, f).await
+}
+
+/// [`with_context`] for a call of `target` (system, operation) when known:
+/// answers 503 `timeout` once the per-call budget (`limits.call_budget_ms`)
+/// is exceeded, and 503 `unavailable` while the system has
+/// [`MAX_OVERDUE_CALLS`] calls still running past it. A plugin call cannot
+/// be interrupted; an overdue one keeps its thread until it returns.
+async fn with_context_on<R, F>(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    target: Option<(&str, &str)>,
+    f: F,
+) -> Result<Resolved<R>, ApiError>
+where
+    R: Send + 'static,
+    F: FnOnce(&crate::Host, &CallContext) -> R + Send + 'static,
+{
+    let key = target.map_or("", |(system, _)| system);
+    let overdue = state.overdue.running(key);
+    if overdue >= MAX_OVERDUE_CALLS {
+        return Err(ApiError::new(
+            codes::UNAVAILABLE,
+            format!(
+                "system '{key}' has {overdue} calls still running past the time budget (limits.call_budget_ms); try again later"
+            ),
+        ));
+    }
     let host = state.host.clone();
     let token = caller.token.as_ref().map(|(t, _)| t.clone());
     let client_addr = caller.client_ip.map(|ip| ip.to_string());
     let request_id = caller.request_id.clone();
-    tokio::task::spawn_blocking(move || {
+    let mut task = tokio::task::spawn_blocking(move || {
         let (ctx, replacement_token) = context(&host, token.as_deref(), client_addr, request_id)?;
         let value = f(&host, &ctx);
         Ok(Resolved {
@@ -125,9 +189,27 @@ where
             ctx,
             replacement_token,
         })
-    })
-    .await
-    .map_err(|e| ApiError::new(codes::INTERNAL, format!("request task failed: {e}")))?
+    });
+    let budget = state.host.call_budget();
+    match tokio::time::timeout(budget, &mut task).await {
+        Ok(joined) => joined
+            .map_err(|e| ApiError::new(codes::INTERNAL, format!("request task failed: {e}")))?,
+        Err(_) => {
+            state.overdue.track(key, task);
+            let ms = budget.as_millis() as u64;
+            let what = target.map_or_else(
+                || "the request".to_string(),
+                |(system, operation)| format!("{system}.{operation}"),
+            );
+            Err(ApiError::new(
+                TIMEOUT,
+                format!(
+                    "{what} exceeded the per-call time budget of {ms} ms (limits.call_budget_ms); its outcome is unknown"
+                ),
+            )
+            .with_details(serde_json::json!({ "budget_ms": ms })))
+        }
+    }
 }
 
 /// Calls `plugin.operation` with a JSON `payload` as `caller` (the host
@@ -139,8 +221,9 @@ pub(crate) async fn call(
     operation: &str,
     payload: String,
 ) -> Result<Resolved<Result<String, ApiError>>, ApiError> {
+    let target = (plugin, operation);
     let (plugin, operation) = (plugin.to_string(), operation.to_string());
-    with_context(state, caller, move |host, ctx| {
+    with_context_on(state, caller, Some(target), move |host, ctx| {
         host.call_raw(&plugin, &operation, &payload, ctx)
             .map_err(ApiError::from)
     })

@@ -94,6 +94,8 @@ pub(crate) struct AppState {
     pub(crate) opts: HttpOptions,
     pub(crate) auth_limiter: limits::RateLimiter,
     pub(crate) web: crate::web::WebState,
+    /// Calls still running past the time budget, per system.
+    pub(crate) overdue: Arc<call::Overdue>,
 }
 
 /// The request id of the current request (set by the middleware).
@@ -111,6 +113,7 @@ pub fn router(host: Host, opts: HttpOptions) -> Router {
         auth_limiter: limits::RateLimiter::per_minute(opts.auth_rate_limit_per_minute),
         opts,
         web: crate::web::WebState::new(),
+        overdue: Arc::default(),
     });
     Router::new()
         .route("/healthz", get(healthz))

@@ -75,3 +75,66 @@ pub fn remove_everywhere(ctx: &Ctx, kind: Membership, id: &str) -> Result<usize,
     }
     Ok(changed)
 }
+
+/// Frees the license seats of users that no longer exist; returns how many
+/// seats were freed.
+///
+/// A user's record and its seats live in different namespaces (`user`,
+/// `license`): deleting a user commits the record first and the license
+/// system frees the seats when `user.deleted` reaches it. A crash between
+/// the two leaves seats held by nobody. This runs at every activation and
+/// repairs exactly that, so the host never needs manual repair.
+pub fn release_orphaned_seats(ctx: &Ctx) -> Result<usize, PluginError> {
+    #[derive(serde::Deserialize)]
+    struct Seats {
+        items: Vec<SeatItem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SeatItem {
+        license_id: String,
+        used: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Page {
+        items: Vec<String>,
+        total: u64,
+    }
+    let seats: Seats = ctx.host.call("license", "seats", &serde_json::json!({}))?;
+    let store = ctx.store();
+    let mut freed = 0;
+    for license in seats.items.into_iter().filter(|l| l.used > 0) {
+        let mut orphans = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let page: Page = ctx.host.call(
+                "license",
+                "assignees",
+                &serde_json::json!({ "license_id": license.license_id, "offset": offset, "limit": 500 }),
+            )?;
+            let got = page.items.len() as u64;
+            for user_id in page.items {
+                if store::load(&store, &user_id)?.is_none() {
+                    orphans.push(user_id);
+                }
+            }
+            offset += got;
+            if got == 0 || offset >= page.total {
+                break;
+            }
+        }
+        for user_id in orphans {
+            let _: serde_json::Value = ctx.host.call(
+                "license",
+                "revoke",
+                &serde_json::json!({ "license_id": license.license_id, "user_id": user_id }),
+            )?;
+            freed += 1;
+        }
+    }
+    if freed > 0 {
+        ctx.host.warn(format!(
+            "freed {freed} license seat(s) of deleted users (left behind by an interrupted deletion)"
+        ));
+    }
+    Ok(freed)
+}

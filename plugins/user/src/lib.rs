@@ -353,6 +353,7 @@ impl Plugin for UserSystem {
             code_key: Arc::new(code_key),
         };
         bootstrap::ensure_first_admin(&ctx)?;
+        cleanup::release_orphaned_seats(&ctx)?;
         Ok(UserSystem { ctx })
     }
 
