@@ -292,6 +292,7 @@ fn topbar(h: &mut String, frame: &Frame) {
             }
             h.push_str("</div></details>");
         }
+        None if frame.page.starts_with("/ui/login") => {}
         None => {
             h.push_str("<a class=\"btn btn-secondary\" href=\"/ui/login\">Log in</a>");
         }

@@ -6,7 +6,7 @@ use syshost_plugin_api::view::{
     Area, Block, ButtonStyle, Cell, Field, Form, Layout, Link, PageDecl, PageRequest, Row, Table,
     Tone, View,
 };
-use syshost_plugin_api::{CallContext, Manifest, PluginError};
+use syshost_plugin_api::{timefmt, CallContext, Manifest, PluginError};
 
 use crate::model::{Empty, SessionList};
 use crate::SessionSystem;
@@ -20,29 +20,6 @@ pub fn declare(manifest: Manifest) -> Manifest {
                 .nav()
                 .order(40),
         )
-}
-
-/// Formats ms since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
-pub fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
 }
 
 impl SessionSystem {
@@ -105,9 +82,9 @@ impl SessionSystem {
             .empty("No sessions.");
         for s in &list.items {
             let mut row = Row::new([
-                Cell::new(format_time(s.created_at)),
-                Cell::new(format_time(s.last_seen_at)),
-                Cell::new(format_time(s.expires_at.min(s.idle_expires_at))),
+                Cell::new(timefmt::utc(s.created_at)),
+                Cell::new(timefmt::utc(s.last_seen_at)),
+                Cell::new(timefmt::utc(s.expires_at.min(s.idle_expires_at))),
                 Cell::new(s.client_addr.clone().unwrap_or_else(|| "–".to_string())),
                 if s.current {
                     Cell::badge("This session", Tone::Success)
@@ -129,17 +106,5 @@ impl SessionSystem {
         Ok(View::new("My sessions")
             .subtitle("Where you are logged in. End any session you do not recognise.")
             .push(table))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_time(1_767_225_600_000), "2026-01-01 00:00 UTC");
-        assert_eq!(format_time(951_827_696_000), "2000-02-29 12:34 UTC");
     }
 }

@@ -6,10 +6,10 @@ use syshost_plugin_api::view::{
     Table, Tone, View,
 };
 use syshost_plugin_api::{
-    Access, CallContext, Manifest, NoInput, Operations, PluginError, Subject,
+    timefmt, Access, CallContext, Manifest, NoInput, Operations, PluginError, Subject,
 };
 
-use super::{format_time, language_choices, password_rules, PROFILE_FIELDS};
+use super::{language_choices, password_rules, PROFILE_FIELDS};
 use crate::model::{ConsentAction, IdRequest};
 use crate::{avatar, selfservice, UserSystem};
 
@@ -81,7 +81,7 @@ fn profile(s: &UserSystem, _: PageRequest, caller: &CallContext) -> Result<View,
             "Email confirmed",
             if user.email_verified { "Yes" } else { "No" }.to_string(),
         ),
-        ("Member since", format_time(user.created_at)),
+        ("Member since", timefmt::utc(user.created_at)),
     ]));
     let mut avatar_blocks = Vec::new();
     if user.avatar.is_some() {
@@ -265,7 +265,7 @@ fn consents(s: &UserSystem, _: PageRequest, caller: &CallContext) -> Result<View
     };
     for (id, e) in entries {
         history = history.row(Row::new([
-            format_time(e.at),
+            timefmt::utc(e.at),
             title_of(id),
             match e.action {
                 ConsentAction::Accepted => "Accepted".to_string(),
