@@ -1064,10 +1064,19 @@ impl Host {
         token: &str,
         client_addr: Option<&str>,
     ) -> Result<syshost_plugin_api::ResolvedToken, PluginError> {
+        // Borrowed from discovery (no manifest clone per request).
         let resolver = self.active_systems().into_iter().find_map(|id| {
-            self.manifest(&id)
-                .and_then(|m| m.token_resolver)
-                .map(|r| (id, r.operation))
+            let operation = self
+                .inner
+                .discovery
+                .plugins
+                .get(&id)?
+                .manifest
+                .token_resolver
+                .as_ref()?
+                .operation
+                .clone();
+            Some((id, operation))
         });
         let Some((id, operation)) = resolver else {
             return Err(PluginError::new(

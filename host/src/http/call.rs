@@ -75,8 +75,12 @@ pub(crate) fn find_operation(
             ApiError::new(codes::UNKNOWN_OPERATION, format!("no system '{plugin}'"))
         });
     }
-    host.manifest(plugin)
-        .and_then(|m| m.operation(operation).cloned())
+    // Borrowed from discovery: cloning the whole manifest (every
+    // operation's JSON Schemas) on each request cost more than the call.
+    host.discovery()
+        .plugins
+        .get(plugin)
+        .and_then(|p| p.manifest.operation(operation).cloned())
         .ok_or_else(|| {
             ApiError::new(
                 codes::UNKNOWN_OPERATION,
