@@ -17,6 +17,8 @@ pub mod pages;
 pub mod store;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 
 use serde_json::json;
 use syshost_plugin_api::{
@@ -55,6 +57,13 @@ const MAX_CREDENTIAL_BYTES: usize = 4096;
 /// The running `session` system.
 pub struct SessionSystem {
     host: Host,
+    /// The `session` settings document, read once and kept until
+    /// `settings.updated` names the section (token resolution runs on every
+    /// authenticated request and must not make a cross-plugin call each time).
+    cached_settings: RwLock<Option<SessionSettings>>,
+    /// Bumped by every invalidation; a read that started before one is not
+    /// cached, so the cache is never staler than the last delivered event.
+    settings_generation: AtomicU64,
 }
 
 impl Plugin for SessionSystem {
@@ -79,6 +88,7 @@ impl Plugin for SessionSystem {
             .subscribe("user.deleted")
             .subscribe("user.updated")
             .subscribe("user.password_changed")
+            .subscribe("settings.updated")
     }
 
     fn operations() -> Operations<Self> {
@@ -154,7 +164,11 @@ impl Plugin for SessionSystem {
 
     fn activate(host: Host) -> Result<Self, PluginError> {
         register_settings_section(&host)?;
-        Ok(SessionSystem { host })
+        Ok(SessionSystem {
+            host,
+            cached_settings: RwLock::new(None),
+            settings_generation: AtomicU64::new(0),
+        })
     }
 
     fn on_event(&self, event: &Event) -> Result<(), PluginError> {
@@ -173,6 +187,16 @@ impl Plugin for SessionSystem {
                 let payload: PasswordChangedEvent = event.payload_as()?;
                 self.password_changed(&payload)?;
             }
+            "settings.updated" => {
+                let section = event.payload.get("section").and_then(|s| s.as_str());
+                if section == Some(SETTINGS_SECTION) {
+                    self.settings_generation.fetch_add(1, Ordering::SeqCst);
+                    *self
+                        .cached_settings
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner()) = None;
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -188,11 +212,26 @@ impl SessionSystem {
         self.host.now_unix_ms()
     }
 
-    /// The `session` settings document.
+    /// The `session` settings document (cached until `settings.updated`).
     fn settings(&self) -> Result<SessionSettings, PluginError> {
+        if let Some(settings) = *self
+            .cached_settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            return Ok(settings);
+        }
+        let generation = self.settings_generation.load(Ordering::SeqCst);
         let resp: SettingsGetResponse =
             self.host
                 .call("settings", "get", &json!({ "section": SETTINGS_SECTION }))?;
+        let mut cached = self
+            .cached_settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if self.settings_generation.load(Ordering::SeqCst) == generation {
+            *cached = Some(resp.document);
+        }
         Ok(resp.document)
     }
 
