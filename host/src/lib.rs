@@ -22,7 +22,8 @@
 //! [`discovery`] (directories → validated plugins), [`resolver`] (dependency
 //! graph), [`store`] (sled namespaces), [`runtime`] (activation, dispatch,
 //! events), [`mail`] (outbound mail), [`http`] (axum frontend), [`backup`]
-//! (backup file format), [`admin_socket`] (CLI ↔ running host), [`cli`].
+//! (backup file format), [`admin_socket`] (CLI ↔ running host), [`dataset`]
+//! (bulk import and the shared dataset generator), [`cli`].
 
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod admin_socket;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod dataset;
 pub mod discovery;
 pub mod http;
 pub mod loader;

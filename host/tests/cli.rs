@@ -414,3 +414,78 @@ fn the_first_administrator_can_come_from_the_environment() {
         .startup_log
         .contains("the configured admin passphrase"));
 }
+
+#[test]
+fn import_reads_json_lines_atomically_per_batch_and_dev_seed_fills_a_store() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let env = [("SYSHOST_PLUGIN_DIRS", plugins.path().to_str().unwrap())];
+    let file = cwd.path().join("users.jsonl");
+    std::fs::write(
+        &file,
+        "# two good lines, then one the batch of two cannot take\n\
+         {\"email\": \"a@example.com\", \"verified\": true}\n\
+         {\"email\": \"b@example.com\", \"profile\": {\"first_name\": \"Bea\"}}\n\
+         {\"email\": \"c@example.com\"}\n\
+         {\"email\": \"a@example.com\"}\n",
+    )
+    .unwrap();
+    let out = run(
+        cwd.path(),
+        &["import", "users.jsonl", "--batch-size", "2"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("line 5") && err.contains("already in use"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 user(s) in 1 earlier batch(es) were imported"),
+        "{err}"
+    );
+
+    // The good rest imports; the counts add up.
+    std::fs::write(&file, "{\"email\": \"c@example.com\"}\n").unwrap();
+    let out = run(cwd.path(), &["import", "users.jsonl"], &env);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("imported 1 user(s) in 1 batch(es)"));
+
+    let out = run(cwd.path(), &["import", "missing.jsonl"], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot open missing.jsonl"));
+    let out = run(
+        cwd.path(),
+        &["import", "users.jsonl", "--batch-size", "0"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = run(
+        cwd.path(),
+        &["dev", "seed", "--users", "1500", "--seed", "3"],
+        &env,
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("seeded 1500 user(s) (dataset 3)"));
+    // The seeded store stays usable by the other offline commands.
+    let mut admin = syshost(
+        cwd.path(),
+        &["admin", "create", "--email", "root@example.com"],
+        &env,
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    admin
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"root-password-2026\n")
+        .unwrap();
+    assert!(admin.wait().unwrap().success());
+    let out = run(cwd.path(), &["systems", "--json"], &env);
+    assert!(out.status.success());
+}

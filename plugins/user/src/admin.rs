@@ -101,7 +101,7 @@ pub fn check_id(field: &str, id: &str) -> Result<(), PluginError> {
 }
 
 /// Deduplicates and sorts a set of ids given in request field `field`.
-fn id_set(field: &str, ids: Vec<String>) -> Result<BTreeSet<String>, PluginError> {
+pub(crate) fn id_set(field: &str, ids: Vec<String>) -> Result<BTreeSet<String>, PluginError> {
     let set: BTreeSet<String> = ids.into_iter().collect();
     if set.len() > MAX_SET_SIZE {
         return Err(PluginError::invalid_field(
@@ -120,7 +120,7 @@ struct CheckResponse {
 
 /// Rejects the ids of `set` that `<system>.check` does not know, naming
 /// them (`invalid_input`, details `{"field", "unknown": [..]}`).
-fn check_refs(
+pub(crate) fn check_refs(
     ctx: &Ctx,
     system: &str,
     field: &str,

@@ -24,6 +24,7 @@ pub mod bulk;
 pub mod cleanup;
 pub mod codes;
 pub mod email;
+pub mod import;
 pub mod mails;
 pub mod model;
 pub mod pages;
@@ -138,6 +139,12 @@ impl Plugin for UserSystem {
                 Access::permission("user.create"),
                 "Creates an account (without a password the user sets one with a mailed code).",
                 handler!(admin::create),
+            )
+            .op(
+                "import",
+                Access::permission("user.create"),
+                "Creates up to 1000 accounts with pre-hashed passwords in one atomic batch.",
+                handler!(import::import),
             )
             .query("get", read(), "Returns one user.", handler!(admin::get))
             .query(

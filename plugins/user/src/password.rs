@@ -304,19 +304,10 @@ pub fn verify(password: &str, phc: &str) -> Result<Verification, PluginError> {
     let malformed = |why: String| {
         PluginError::internal(format!("the stored password hash is malformed: {why}"))
     };
-    let parsed = PasswordHash::new(phc).map_err(|e| malformed(e.to_string()))?;
-    let algorithm =
-        Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| malformed(format!("{e}")))?;
-    let (Some(_), Some(output)) = (&parsed.salt, &parsed.hash) else {
+    let (parsed, algorithm, params) = parse_stored(phc).map_err(malformed)?;
+    let Some(output) = &parsed.hash else {
         return Err(malformed("it has no salt or no hash".into()));
     };
-    let params = Params::try_from(&parsed).map_err(|e| malformed(e.to_string()))?;
-    if params.m_cost() > MAX_STORED_M_COST
-        || params.t_cost() > MAX_STORED_T_COST
-        || params.p_cost() > MAX_STORED_P_COST
-    {
-        return Err(malformed("its cost parameters are out of range".into()));
-    }
     let normalized = nfkc(password);
     if normalized.len() > MAX_PASSWORD_BYTES {
         verify_dummy("");
@@ -339,6 +330,36 @@ pub fn verify(password: &str, phc: &str) -> Result<Verification, PluginError> {
         Err(HashError::PasswordInvalid) => Ok(Verification::Mismatch),
         Err(e) => Err(malformed(e.to_string())),
     }
+}
+
+/// Parses a stored (or imported) PHC string the way [`verify`] will: an
+/// Argon2 variant, with salt and hash, cost parameters within the bounds
+/// [`verify`] accepts. The error says what is wrong, never the string.
+fn parse_stored(phc: &str) -> Result<(PasswordHash, Algorithm, Params), String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| e.to_string())?;
+    let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| format!("{e}"))?;
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("it has no salt or no hash".into());
+    }
+    let params = Params::try_from(&parsed).map_err(|e| e.to_string())?;
+    if params.m_cost() > MAX_STORED_M_COST
+        || params.t_cost() > MAX_STORED_T_COST
+        || params.p_cost() > MAX_STORED_P_COST
+    {
+        return Err("its cost parameters are out of range".into());
+    }
+    Ok((parsed, algorithm, params))
+}
+
+/// Checks a pre-hashed password given for import: it must be a PHC string
+/// [`verify`] can use (argon2id, argon2i or argon2d with salt, hash and
+/// bounded costs). Hashes with other parameters than ours are accepted and
+/// rehashed at the next login. `Err` carries the reason (never the string).
+pub fn check_stored(phc: &str) -> Result<(), String> {
+    if phc.len() > 512 {
+        return Err("it is longer than 512 bytes".into());
+    }
+    parse_stored(phc).map(|_| ())
 }
 
 /// Burns the same time as a real [`verify`] against a current hash (one

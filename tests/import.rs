@@ -1,0 +1,294 @@
+//! Bulk import (`user.import`) and the shared dataset generator
+//! (`syshost::dataset`), through the real host with the real plugin
+//! libraries and a real sled store.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use syshost::dataset;
+use syshost::{Host, SystemHandle};
+use syshost_plugin_api::{codes, CallContext, PluginError, Subject};
+use syshost_test_support::PluginDir;
+
+const PASSWORD: &str = "imported-password-2026";
+
+fn start(plugins: &PluginDir, data: &Path) -> (Host, SystemHandle) {
+    let host = Host::builder()
+        .data_dir(data)
+        .plugin_dir(plugins.path())
+        .build()
+        .expect("host builds");
+    let user = host.activate("user").expect("user activates");
+    (host, user)
+}
+
+fn total(user: &SystemHandle) -> u64 {
+    let list: Value = user.call("list", &json!({"limit": 1})).expect("list");
+    list["total"].as_u64().expect("total")
+}
+
+fn import(user: &SystemHandle, users: Value) -> Result<Value, PluginError> {
+    user.call("import", &json!({ "users": users }))
+}
+
+fn field(e: &PluginError) -> &str {
+    e.details
+        .as_ref()
+        .and_then(|d| d.get("field"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn authenticate(user: &SystemHandle, email: &str, password: &str) -> Result<Value, PluginError> {
+    user.call(
+        "authenticate",
+        &json!({"email": email, "password": password}),
+    )
+}
+
+#[test]
+fn imported_users_keep_every_field_and_log_in_with_their_hash() {
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (host, user) = start(&plugins, data.path());
+    dataset::prepare_references(&host).unwrap();
+    let phc = dataset::hash_password(PASSWORD).unwrap();
+    let created_at = 1_700_000_000_000i64;
+    let answer = import(
+        &user,
+        json!([
+            {
+                "email": "Ada.Lovelace@Example.com",
+                "password_hash": phc,
+                "verified": true,
+                "profile": {"first_name": "Ada", "last_name": "Lovelace", "city": "London"},
+                "roles": ["editor"],
+                "groups": ["sales", "finance"],
+                "permissions": ["user.read"],
+                "consents": {"terms": [{"action": "accepted", "at": created_at, "version": "1"}]},
+                "created_at": created_at
+            },
+            {"email": "no.password@example.com", "status": {"state": "disabled"}}
+        ]),
+    )
+    .unwrap();
+    assert_eq!(answer["imported"], 2);
+    let ids = answer["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2);
+
+    let ada: Value = user.call("get", &json!({"id": ids[0]})).unwrap();
+    // The domain is lowercased; the local part keeps its case.
+    assert_eq!(ada["email"], "Ada.Lovelace@example.com");
+    assert_eq!(ada["email_verified"], true);
+    assert_eq!(ada["require_password_change"], false);
+    assert_eq!(ada["created_at"], created_at);
+    assert_eq!(ada["password_changed_at"], created_at);
+    assert_eq!(ada["profile"]["city"], "London");
+    assert_eq!(ada["roles"], json!(["editor"]));
+    assert_eq!(ada["groups"], json!(["finance", "sales"]));
+    assert_eq!(ada["permissions"], json!(["user.read"]));
+    assert_eq!(ada["consents"]["terms"][0]["action"], "accepted");
+    // The hash was stored as given: the password works, another does not.
+    let login = authenticate(&user, "ada.lovelace@example.com", PASSWORD).unwrap();
+    assert_eq!(login["user_id"], ids[0]);
+    assert!(authenticate(&user, "ada.lovelace@example.com", "wrong-password-123").is_err());
+    // Membership indexes were written with the record.
+    let sales: Value = user.call("list", &json!({"group": "sales"})).unwrap();
+    assert_eq!(sales["total"], 1);
+
+    let other: Value = user.call("get", &json!({"id": ids[1]})).unwrap();
+    assert_eq!(other["status"]["state"], "disabled");
+    assert_eq!(other["require_password_change"], true);
+    assert_eq!(other["password_changed_at"], Value::Null);
+
+    // Stored durably: a new host on the same directory sees both.
+    host.shutdown();
+    drop(user);
+    drop(host);
+    let (host, user) = start(&plugins, data.path());
+    assert_eq!(total(&user), 2);
+    host.shutdown();
+}
+
+#[test]
+fn one_bad_item_rejects_the_whole_batch_naming_it() {
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (host, user) = start(&plugins, data.path());
+    let phc = dataset::hash_password(PASSWORD).unwrap();
+    let good = |i: u32| json!({"email": format!("u{i}@example.com"), "password_hash": phc});
+
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!([good(1), good(2), {"email": "not an address"}]),
+            codes::INVALID_INPUT,
+            "users[2].email",
+        ),
+        (
+            json!([good(1), {"email": "U1@example.com"}]),
+            codes::INVALID_INPUT,
+            "users[1].email",
+        ),
+        (
+            json!([good(1), {"email": "x@example.com", "password_hash": "$2b$12$notargon2hashatall"}]),
+            codes::INVALID_INPUT,
+            "users[1].password_hash",
+        ),
+        (
+            json!([good(1), {"email": "x@example.com", "roles": ["no-such-role"]}]),
+            codes::INVALID_INPUT,
+            "roles",
+        ),
+        (
+            json!([{"email": "x@example.com", "consents": {"unknown": []}}]),
+            codes::INVALID_INPUT,
+            "users[0].consents",
+        ),
+        (
+            json!([{"email": "x@example.com", "created_at": 99_999_999_999_999i64}]),
+            codes::INVALID_INPUT,
+            "users[0].created_at",
+        ),
+        (
+            json!([{"email": "x@example.com", "profile": {"phone": "call me"}}]),
+            codes::INVALID_INPUT,
+            "users[0].profile.phone",
+        ),
+        (json!([]), codes::INVALID_INPUT, "users"),
+    ];
+    for (users, code, expected) in cases {
+        let e = import(&user, users.clone()).unwrap_err();
+        assert_eq!(e.code, code, "{users}: {e:?}");
+        assert!(
+            field(&e).ends_with(expected),
+            "{users}: field {} should name {expected}: {e:?}",
+            field(&e)
+        );
+        assert!(!e.message.contains("$2b$"), "no hash echoed: {e:?}");
+        assert_eq!(total(&user), 0, "nothing stored for {users}");
+    }
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"email": format!("m{i}@example.com")}))
+        .collect();
+    let e = import(&user, json!(too_many)).unwrap_err();
+    assert_eq!(field(&e), "users");
+
+    // A taken address is a conflict naming the item; nothing of the batch
+    // is stored.
+    import(&user, json!([good(1)])).unwrap();
+    let e = import(&user, json!([good(5), good(6), good(1)])).unwrap_err();
+    assert_eq!(e.code, codes::CONFLICT, "{e:?}");
+    assert_eq!(field(&e), "users[2].email");
+    assert_eq!(total(&user), 1);
+    host.shutdown();
+}
+
+#[test]
+fn import_needs_the_create_permission() {
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (host, user) = start(&plugins, data.path());
+    let users = json!({"users": [{"email": "a@example.com"}]});
+    let anonymous = CallContext::for_subject(Subject::Anonymous {
+        permissions: Default::default(),
+    });
+    let e = user
+        .call_as::<_, Value>(&anonymous, "import", &users)
+        .unwrap_err();
+    assert_eq!(e.code, codes::UNAUTHENTICATED, "{e:?}");
+    assert_eq!(total(&user), 0);
+    host.shutdown();
+}
+
+#[test]
+fn the_generator_is_deterministic_realistic_and_imports_in_batches() {
+    let first = dataset::generated_user(7, 42, 1_800_000_000_000, "h");
+    assert_eq!(
+        first,
+        dataset::generated_user(7, 42, 1_800_000_000_000, "h")
+    );
+    assert_ne!(
+        first,
+        dataset::generated_user(8, 42, 1_800_000_000_000, "h")
+    );
+    for key in [
+        "email",
+        "profile",
+        "roles",
+        "groups",
+        "consents",
+        "created_at",
+    ] {
+        assert!(first.get(key).is_some(), "{key} in {first}");
+    }
+
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (host, user) = start(&plugins, data.path());
+    // 2 500 users: three import batches (1000 + 1000 + 500).
+    let report = dataset::seed(&host, 2_500, 7, PASSWORD).unwrap();
+    assert_eq!(report.imported, 2_500);
+    assert_eq!(report.batches, 3);
+    assert_eq!(total(&user), 2_500);
+
+    let viewers: Value = user
+        .call("list", &json!({"role": "viewer", "limit": 1}))
+        .unwrap();
+    assert_eq!(viewers["total"], 2_500, "every generated user is a viewer");
+    let editors: Value = user
+        .call("list", &json!({"role": "editor", "limit": 1}))
+        .unwrap();
+    let editors = editors["total"].as_u64().unwrap();
+    assert!((50..1_000).contains(&editors), "some editors: {editors}");
+    let disabled: Value = user
+        .call("list", &json!({"status": "disabled", "limit": 1}))
+        .unwrap();
+    assert!(disabled["total"].as_u64().unwrap() > 0);
+    let page: Value = user
+        .call(
+            "list",
+            &json!({"search": "smith", "sort": "name", "limit": 5}),
+        )
+        .unwrap();
+    assert!(page["total"].as_u64().unwrap() > 10, "{page}");
+    assert_eq!(
+        page["items"][0]["consents"]["terms"][0]["action"],
+        "accepted"
+    );
+
+    // Every generated user logs in with the seed password.
+    let email = dataset::generated_user(7, 1_234, 0, "h")["email"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    authenticate(&user, &email, PASSWORD).unwrap();
+
+    // Seeding the same dataset again collides on the first address: the
+    // first batch is refused whole and nothing more is stored.
+    let e = dataset::seed(&host, 10, 7, PASSWORD).unwrap_err();
+    assert!(e.contains("line 1") && e.contains("already in use"), "{e}");
+    assert_eq!(total(&user), 2_500);
+    host.shutdown();
+}
+
+#[test]
+fn import_files_are_read_line_by_line_with_line_numbers() {
+    let text = "# comment\n{\"email\": \"a@example.com\"}\n\n[1]\n";
+    let items: Vec<Result<(usize, Value), String>> =
+        dataset::read_lines(std::io::Cursor::new(text)).collect();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].as_ref().unwrap().0, 2);
+    assert!(items[1].as_ref().unwrap_err().starts_with("line 4:"));
+
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (host, user) = start(&plugins, data.path());
+    let lines = "{\"email\": \"a@example.com\"}\n{\"email\": \"b@example.com\"}\n{\"email\": \"c@example.com\"}\n{\"email\": \"bad\"}\n";
+    // Batches of 2: lines 1-2 are stored, the batch with line 4 is not.
+    let e = dataset::import_items(&user, dataset::read_lines(std::io::Cursor::new(lines)), 2)
+        .unwrap_err();
+    assert_eq!(e.done.imported, 2);
+    assert!(e.message.starts_with("line 4:"), "{e}");
+    assert_eq!(total(&user), 2);
+    host.shutdown();
+}
