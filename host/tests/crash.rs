@@ -385,3 +385,66 @@ fn a_seat_left_behind_by_an_interrupted_deletion_is_freed_at_start() {
     );
     s.stop();
 }
+
+#[test]
+fn a_role_left_on_users_by_an_interrupted_deletion_is_removed_at_start() {
+    // The state a crash between deleting a role and the user system's
+    // `role.deleted` handler leaves: users still hold the role's id.
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let s = Server::start(cwd.path(), plugins.path(), &[]);
+    let c = client();
+    let token = admin_token(&c, &s);
+    let t = Some(token.as_str());
+    let (status, v) = call(
+        &c,
+        &s,
+        "role/create",
+        t,
+        &json!({"id": "temp", "name": "Temp"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = call(
+        &c,
+        &s,
+        "user/create",
+        t,
+        &json!({"email": "holder@example.test", "verified": true, "roles": ["temp"]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    s.stop();
+    {
+        // The role system's half of the deletion, without the event.
+        use syshost::store::{SledStore, Store};
+        let store = SledStore::open(&common::data_dir(cwd.path())).unwrap();
+        let roles = store.plugin_namespace("role").unwrap();
+        assert!(roles.delete(b"role/temp").unwrap());
+        assert!(roles.delete(b"name/temp").unwrap());
+        store.flush().unwrap();
+    }
+
+    let s = Server::start(cwd.path(), plugins.path(), &[]);
+    let token = admin_token(&c, &s);
+    let t = Some(token.as_str());
+    let (_, v) = call(&c, &s, "user/get", t, &json!({ "id": id }));
+    assert_eq!(v["roles"], json!([]), "{v}");
+    // A new role under the old id grants nothing to the former holder.
+    let (status, v) = call(
+        &c,
+        &s,
+        "role/create",
+        t,
+        &json!({"id": "temp", "name": "Temp"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = call(&c, &s, "user/get", t, &json!({ "id": id }));
+    assert_eq!(v["roles"], json!([]), "{v}");
+    assert!(
+        s.log_text()
+            .contains("removed deleted roles or groups from 1 user(s)"),
+        "{}",
+        s.log_text()
+    );
+    s.stop();
+}

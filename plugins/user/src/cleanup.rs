@@ -138,3 +138,47 @@ pub fn release_orphaned_seats(ctx: &Ctx) -> Result<usize, PluginError> {
     }
     Ok(freed)
 }
+
+/// Removes, from every user, role and group ids whose role or group no
+/// longer exists; returns how many users changed.
+///
+/// Like seats, memberships cross namespaces: deleting a role commits in the
+/// `role` namespace and users lose it when `role.deleted` reaches this
+/// system. A crash between the two would leave users holding the id, and a
+/// role created later under the same id would silently grant them its
+/// permissions. This runs at every activation and closes that window.
+pub fn drop_dangling_memberships(ctx: &Ctx) -> Result<usize, PluginError> {
+    #[derive(serde::Deserialize)]
+    struct Check {
+        unknown: Vec<String>,
+    }
+    let store = ctx.store();
+    let mut changed = 0;
+    for (kind, system) in [(Membership::Role, "role"), (Membership::Group, "group")] {
+        let prefix = format!("{system}/");
+        let ids: std::collections::BTreeSet<String> = store
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .filter_map(|(key, _)| {
+                let rest = key.get(prefix.len()..)?;
+                let end = rest.iter().position(|b| *b == b'/')?;
+                String::from_utf8(rest[..end].to_vec()).ok()
+            })
+            .collect();
+        let ids: Vec<String> = ids.into_iter().collect();
+        for chunk in ids.chunks(100) {
+            let check: Check =
+                ctx.host
+                    .call(system, "check", &serde_json::json!({ "ids": chunk }))?;
+            for id in check.unknown {
+                changed += remove_everywhere(ctx, kind, &id)?;
+            }
+        }
+    }
+    if changed > 0 {
+        ctx.host.warn(format!(
+            "removed deleted roles or groups from {changed} user(s) (left behind by an interrupted deletion)"
+        ));
+    }
+    Ok(changed)
+}

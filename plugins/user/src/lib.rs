@@ -361,6 +361,7 @@ impl Plugin for UserSystem {
         };
         bootstrap::ensure_first_admin(&ctx)?;
         cleanup::release_orphaned_seats(&ctx)?;
+        cleanup::drop_dangling_memberships(&ctx)?;
         Ok(UserSystem { ctx })
     }
 
