@@ -722,6 +722,42 @@ fn status_controls_the_subject_and_enabled_until_expires() {
         json!({ "state": "enabled" })
     );
 
+    // The same as a calendar date (what a browser's date input sends).
+    let by_date = ok(
+        &user,
+        "set_status",
+        json!({ "id": id, "status": { "state": "enabled_until", "until_date": "2099-12-31" } }),
+    );
+    assert_eq!(
+        by_date["status"],
+        json!({ "state": "enabled_until", "until": 4_102_358_400_000i64 })
+    );
+    for (status, bad) in [
+        (
+            json!({ "state": "enabled_until", "until_date": "2099-02-30" }),
+            "status.until_date",
+        ),
+        (
+            json!({ "state": "enabled_until", "until_date": "2001-01-01" }),
+            "status.until_date",
+        ),
+        (
+            json!({ "state": "disabled", "until_date": "2099-01-01" }),
+            "status.until_date",
+        ),
+        (
+            json!({ "state": "enabled_until", "until": 4_102_358_400_000i64, "until_date": "2099-12-31" }),
+            "status.until_date",
+        ),
+    ] {
+        let err = fails(&user, "set_status", json!({ "id": id, "status": status }));
+        assert_field(&err, bad);
+    }
+    assert_eq!(
+        ok(&user, "get", json!({ "id": id }))["status"],
+        by_date["status"]
+    );
+
     let until = syshost::runtime::system_now_ms() + 1500;
     let limited = ok(
         &user,
@@ -762,6 +798,7 @@ fn status_controls_the_subject_and_enabled_until_expires() {
         changes,
         vec![
             json!(["permissions"]),
+            json!(["status"]),
             json!(["status"]),
             json!(["status"]),
             json!(["status"])

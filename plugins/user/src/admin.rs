@@ -584,14 +584,39 @@ pub fn update_contact(
 /// until a future time.
 pub fn set_status(ctx: &Ctx, req: SetStatusRequest, _: &CallContext) -> Result<User, PluginError> {
     check_id("id", &req.id)?;
-    let status = match (req.status.state, req.status.until) {
+    let field = if req.status.until_date.is_some() {
+        "status.until_date"
+    } else {
+        "status.until"
+    };
+    let until = match (req.status.until, req.status.until_date.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(PluginError::invalid_field(
+                "status.until_date",
+                "give either status.until or status.until_date, not both",
+            ))
+        }
+        (_, Some(date)) => Some(syshost_plugin_api::timefmt::parse_date(date).ok_or_else(
+            || {
+                PluginError::invalid_field(
+                    "status.until_date",
+                    format!(
+                        "status.until_date '{}' is not a date YYYY-MM-DD",
+                        store::shorten(date)
+                    ),
+                )
+            },
+        )?),
+        (until, None) => until,
+    };
+    let status = match (req.status.state, until) {
         (StateName::Enabled, None) => Status::Enabled,
         (StateName::Disabled, None) => Status::Disabled,
         (StateName::EnabledUntil, Some(until)) => {
             if until <= ctx.now() {
                 return Err(PluginError::invalid_field(
-                    "status.until",
-                    "status.until must be in the future",
+                    field,
+                    format!("{field} must be in the future"),
                 ));
             }
             Status::EnabledUntil { until }
@@ -599,13 +624,13 @@ pub fn set_status(ctx: &Ctx, req: SetStatusRequest, _: &CallContext) -> Result<U
         (StateName::EnabledUntil, None) => {
             return Err(PluginError::invalid_field(
                 "status.until",
-                "status.until is required for the state 'enabled_until'",
+                "status.until (or status.until_date) is required for the state 'enabled_until'",
             ))
         }
         (_, Some(_)) => {
             return Err(PluginError::invalid_field(
-                "status.until",
-                "status.until is allowed only with the state 'enabled_until'",
+                field,
+                format!("{field} is allowed only with the state 'enabled_until'"),
             ))
         }
     };

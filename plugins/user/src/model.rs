@@ -496,6 +496,11 @@ pub struct StatusInput {
     /// End of validity for `enabled_until` (ms, in the future).
     #[serde(default)]
     pub until: Option<i64>,
+    /// End of validity for `enabled_until` as a date `YYYY-MM-DD`: the
+    /// account expires at 00:00 UTC of that day (what a date input sends;
+    /// instead of `until`).
+    #[serde(default)]
+    pub until_date: Option<String>,
 }
 
 /// Request of `set_status`.

@@ -814,9 +814,13 @@ fn other_tab(ctx: &Ctx, user: &User, caller: &CallContext) -> Result<Vec<Block>,
     ])];
     let own = caller.subject.user_id() == Some(user.id.as_str());
     if can(caller, "user.update") {
-        let state = match user.status {
-            Status::Disabled => "disabled",
-            _ => "enabled",
+        let (state, until_help) = match user.status {
+            Status::Disabled => ("disabled", String::new()),
+            Status::Enabled => ("enabled", String::new()),
+            Status::EnabledUntil { until } => (
+                "enabled_until",
+                format!("Currently enabled until {}. ", timefmt::utc(until)),
+            ),
         };
         let mut status_form = Form::new("status", "user.set_status")
             .hidden("id", user.id.clone())
@@ -827,9 +831,17 @@ fn other_tab(ctx: &Ctx, user: &User, caller: &CallContext) -> Result<Vec<Block>,
                     vec![
                         Choice::new("enabled", "Enabled"),
                         Choice::new("disabled", "Disabled (cannot log in)"),
+                        Choice::new("enabled_until", "Enabled until a date"),
                     ],
                 )
                 .value(state),
+            )
+            .field(
+                Field::new(FieldKind::Date, "status.until_date", "Enabled until")
+                    .omit_empty()
+                    .help(format!(
+                        "{until_help}Only for \"Enabled until a date\": the account expires at 00:00 UTC of that day."
+                    )),
             )
             .submit("Save status")
             .success("Status saved.");
