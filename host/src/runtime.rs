@@ -1136,6 +1136,13 @@ impl Host {
         }
     }
 
+    /// Runs `f` on the manifest of a discovered system without cloning it
+    /// (manifests carry every operation's JSON Schemas, so a clone per
+    /// request is not free).
+    pub fn with_manifest<R>(&self, id: &str, f: impl FnOnce(&Manifest) -> R) -> Option<R> {
+        self.inner.discovery.plugins.get(id).map(|p| f(&p.manifest))
+    }
+
     /// The manifest of a discovered system.
     pub fn manifest(&self, id: &str) -> Option<Manifest> {
         self.inner

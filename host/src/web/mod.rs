@@ -169,18 +169,17 @@ impl Page {
 fn pages(host: &crate::Host) -> Vec<Page> {
     let mut out = Vec::new();
     for id in host.active_systems() {
-        let Some(m) = host.manifest(&id) else {
-            continue;
-        };
-        for decl in &m.pages {
-            if let Some(op) = m.operation(&decl.operation) {
-                out.push(Page {
-                    plugin: id.clone(),
-                    decl: decl.clone(),
-                    access: op.access.clone(),
-                });
+        host.with_manifest(&id, |m| {
+            for decl in &m.pages {
+                if let Some(op) = m.operation(&decl.operation) {
+                    out.push(Page {
+                        plugin: id.clone(),
+                        decl: decl.clone(),
+                        access: op.access.clone(),
+                    });
+                }
             }
-        }
+        });
     }
     out.sort_by(|a, b| {
         (a.decl.order, &a.decl.title, &a.decl.path).cmp(&(
@@ -496,8 +495,7 @@ fn session_id(ctx: &CallContext) -> Option<&str> {
 /// `(plugin, operation)` of the token resolver's logout operation.
 fn logout_operation(host: &crate::Host) -> Option<(String, String)> {
     host.active_systems().into_iter().find_map(|id| {
-        let m = host.manifest(&id)?;
-        let op = m.token_resolver?.logout?;
+        let op = host.with_manifest(&id, |m| m.token_resolver.as_ref()?.logout.clone())??;
         Some((id, op))
     })
 }
