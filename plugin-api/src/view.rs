@@ -18,8 +18,8 @@
 //!         .push(Block::text("Your contact details."))
 //!         .push(
 //!             Form::new("profile", "user.update_my_contact")
-//!                 .field(Field::text("profile.display_name", "Display name").value("Ada"))
-//!                 .field(Field::email("profile.contact_email", "Contact email"))
+//!                 .field(Field::text("profile.first_name", "First name").value("Ada"))
+//!                 .field(Field::text("profile.city", "City"))
 //!                 .submit("Save")
 //!                 .success("Profile saved."),
 //!         )
