@@ -335,13 +335,29 @@ impl Config {
 
     /// Parses a TOML document with no environment overrides (for tests and tools).
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::from_sources(text, None, std::iter::empty())
+    }
+
+    /// Parses `text` as if it were the config file `file` (relative paths
+    /// follow it), overlaid with the `SYSHOST_*` variables of `env`, without
+    /// touching the file system. [`Config::load`] minus the file read; the
+    /// config fuzz target drives this.
+    pub fn from_sources(
+        text: &str,
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let table: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: PathBuf::from("<string>"),
+                    path: file.map_or_else(|| PathBuf::from("<string>"), Path::to_path_buf),
                     reason: e.message().to_string(),
                 })?;
-        Self::from_parts(table, None, &BTreeMap::new())
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SYSHOST_"))
+            .collect();
+        Self::from_parts(table, file, &env)
     }
 
     fn from_parts(
@@ -637,7 +653,8 @@ fn known_keys() -> String {
         .join(", ")
 }
 
-/// Dotted paths of every non-table value in `table`.
+/// Dotted paths of every non-table value in `table`, and of every empty
+/// table that is not a known section (so `[htpp]` alone is an unknown key).
 fn leaf_keys(table: &toml::Table, prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (k, v) in table {
@@ -648,7 +665,13 @@ fn leaf_keys(table: &toml::Table, prefix: &str) -> Vec<String> {
         };
         match v {
             toml::Value::Table(t) if !KEYS.iter().any(|(key, _, _)| *key == path) => {
-                out.extend(leaf_keys(t, &path));
+                let inner = leaf_keys(t, &path);
+                let section = format!("{path}.");
+                if inner.is_empty() && !KEYS.iter().any(|(key, _, _)| key.starts_with(&section)) {
+                    out.push(path);
+                } else {
+                    out.extend(inner);
+                }
             }
             _ => out.push(path),
         }
@@ -750,6 +773,21 @@ mod tests {
         assert!(e.to_string().contains("http.adr") && e.to_string().contains("syshost.toml"));
         let e = load_str("colour = 1\n", &[]).unwrap_err();
         assert!(e.to_string().contains("'colour'"), "{e}");
+    }
+
+    #[test]
+    fn empty_unknown_tables_are_unknown_keys() {
+        // Found by the config fuzz target: `[htpp]` alone used to pass the
+        // unknown-key check and fail later as an "invalid value".
+        for text in ["[htpp]\n", "htpp = {}\n", "[http.extra]\n"] {
+            match Config::from_toml_str(text) {
+                Err(ConfigError::UnknownKey { key, .. }) => {
+                    assert!(key == "htpp" || key == "http.extra", "{key}")
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert!(Config::from_toml_str("[http]\n[mail]\n[admin]\n").is_ok());
     }
 
     #[test]

@@ -182,11 +182,36 @@ fn library_files(dir: &Path) -> Result<Vec<PathBuf>, DiscoveryError> {
     Ok(files)
 }
 
-/// Checks a manifest's fields and parses versions and ranges.
+/// Checks a loaded library's manifest (see [`validate_manifest`]).
 fn validate(lib: LoadedLibrary) -> Result<DiscoveredPlugin, DiscoveryError> {
-    let m = &lib.manifest;
+    let checked = validate_manifest(&lib.path, &lib.manifest)?;
+    Ok(DiscoveredPlugin {
+        path: lib.path,
+        module: lib.module,
+        manifest: lib.manifest,
+        version: checked.version,
+        requires: checked.requires,
+        wants: checked.wants,
+    })
+}
+
+/// What [`validate_manifest`] parsed out of a valid manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedManifest {
+    /// The parsed version.
+    pub version: Version,
+    /// Parsed hard dependencies.
+    pub requires: Vec<Dep>,
+    /// Parsed soft dependencies.
+    pub wants: Vec<Dep>,
+}
+
+/// Checks a manifest's fields (id, operation and permission patterns,
+/// uniqueness, subscriptions, subject provider) and parses its version and
+/// dependency ranges. `path` only names the library in the error.
+pub fn validate_manifest(path: &Path, m: &Manifest) -> Result<CheckedManifest, DiscoveryError> {
     let bad = |reason: String| DiscoveryError::BadManifest {
-        path: lib.path.clone(),
+        path: path.to_path_buf(),
         id: m.id.clone(),
         reason,
     };
@@ -284,10 +309,7 @@ fn validate(lib: LoadedLibrary) -> Result<DiscoveredPlugin, DiscoveryError> {
             }
         }
     }
-    Ok(DiscoveredPlugin {
-        path: lib.path.clone(),
-        module: lib.module,
-        manifest: lib.manifest.clone(),
+    Ok(CheckedManifest {
         version,
         requires,
         wants,

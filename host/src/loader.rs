@@ -134,7 +134,13 @@ fn read_manifest(path: &Path, module: PluginModRef) -> Result<Manifest, LoadErro
             path: path.to_path_buf(),
             reason: PluginError::from(e).to_string(),
         })?;
-    serde_json::from_str(json.as_str()).map_err(|e| LoadError::Manifest {
+    parse_manifest(path, json.as_str())
+}
+
+/// Decodes the manifest JSON a library at `path` reported (its fields are
+/// checked later by [`crate::discovery::validate_manifest`]).
+pub fn parse_manifest(path: &Path, json: &str) -> Result<Manifest, LoadError> {
+    serde_json::from_str(json).map_err(|e| LoadError::Manifest {
         path: path.to_path_buf(),
         reason: format!("invalid manifest JSON: {e}"),
     })

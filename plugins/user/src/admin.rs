@@ -155,6 +155,61 @@ pub(crate) fn check_refs(
     .with_details(serde_json::json!({ "field": field, "unknown": resp.unknown })))
 }
 
+/// The ids of `set` that no longer name an object of `system` (via its
+/// `check` operation).
+fn unknown_refs(
+    ctx: &Ctx,
+    system: &str,
+    set: &BTreeSet<String>,
+) -> Result<Vec<String>, PluginError> {
+    if set.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&String> = set.iter().collect();
+    let resp: CheckResponse = ctx
+        .host
+        .call(system, "check", &serde_json::json!({ "ids": ids }))?;
+    Ok(resp.unknown)
+}
+
+/// Closes the race between a reference check and the write it allowed.
+///
+/// A role (or group) deleted after [`check_refs`] passed, whose clean-up
+/// (on `role.deleted`) scanned the membership index before our write
+/// committed, would leave a grant of a role that no longer exists. So after
+/// writing, the roles and groups the user holds are checked again and the
+/// vanished ones removed: a deletion committed before this re-check is seen
+/// here, and one committed after it runs its clean-up after our write is
+/// visible in the index. Returns the record as it is now (`None`: the user
+/// was deleted meanwhile).
+pub fn drop_vanished_refs(
+    ctx: &Ctx,
+    record: &UserRecord,
+) -> Result<Option<UserRecord>, PluginError> {
+    let roles = unknown_refs(ctx, "role", &record.roles)?;
+    let groups = unknown_refs(ctx, "group", &record.groups)?;
+    if roles.is_empty() && groups.is_empty() {
+        return Ok(Some(record.clone()));
+    }
+    let result = store::modify(ctx, &record.id, |r, _| {
+        for role in &roles {
+            r.roles.remove(role);
+        }
+        for group in &groups {
+            r.groups.remove(group);
+        }
+        Ok(())
+    });
+    match result {
+        Ok(modified) => {
+            publish_updated(ctx, &modified)?;
+            Ok(Some(modified.after))
+        }
+        Err(e) if e.is(syshost_plugin_api::codes::NOT_FOUND) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The password policy of the current `user` settings.
 pub fn password_policy(ctx: &Ctx) -> Result<PasswordPolicy, PluginError> {
     let settings = ctx.settings()?;
@@ -361,6 +416,8 @@ pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, Plu
                         user_id: id.clone(),
                     },
                 )?;
+                // Roles or groups deleted while the password was hashed.
+                let record = drop_vanished_refs(ctx, &record)?.unwrap_or(record);
                 return Ok(CreatedUser {
                     user: view(ctx, &record),
                     setup_code,
@@ -856,7 +913,13 @@ fn replace_set(
         Ok(())
     })?;
     publish_updated(ctx, &modified)?;
-    Ok(view(ctx, &modified.after))
+    let after = if system == "permission" {
+        // Permissions are declared in manifests: they never vanish at run time.
+        modified.after
+    } else {
+        drop_vanished_refs(ctx, &modified.after)?.unwrap_or(modified.after)
+    };
+    Ok(view(ctx, &after))
 }
 
 /// `set_roles` (permission `user.assign`): replaces the user's roles.

@@ -49,7 +49,8 @@ fn label_char_ok(c: char) -> bool {
 }
 
 /// Trims, NFC-normalises, lower-cases the domain (not the local part) and
-/// validates (see the module docs for the accepted form).
+/// maps it to its compatibility form (NFKC, as IDNA does), and validates
+/// (see the module docs for the accepted form).
 ///
 /// Rejects (as `invalid_field("email", ..)`): whitespace or control or
 /// invisible characters inside, a missing or second `@`, an empty local part
@@ -101,7 +102,7 @@ pub fn normalize(input: &str) -> Result<String, PluginError> {
             "the local part (before '@') must not start or end with a dot or contain '..'",
         ));
     }
-    let domain = domain.to_lowercase();
+    let domain = fold_domain(domain);
     check_domain(&domain)?;
     let normalized = format!("{local}@{domain}");
     if normalized.len() > MAX_TOTAL_BYTES {
@@ -110,6 +111,22 @@ pub fn normalize(input: &str) -> Result<String, PluginError> {
         )));
     }
     Ok(normalized)
+}
+
+/// Lower-cases a domain and applies Unicode compatibility normalisation
+/// (NFKC), as IDNA's mapping does, so `ﬁ.example` and `fi.example` (one
+/// domain in DNS) are one domain here too. Repeated until stable, because
+/// lower-casing can undo NFKC and the reverse (at most a few rounds).
+fn fold_domain(domain: &str) -> String {
+    let mut current = domain.to_string();
+    for _ in 0..4 {
+        let next: String = current.to_lowercase().nfkc().collect();
+        if next == current {
+            break;
+        }
+        current = next;
+    }
+    current
 }
 
 fn check_domain(domain: &str) -> Result<(), PluginError> {
@@ -299,6 +316,17 @@ mod tests {
             ok(&format!("ann@{}.com", "x".repeat(63))),
             format!("ann@{}.com", "x".repeat(63))
         );
+    }
+
+    #[test]
+    fn compatibility_forms_of_a_domain_are_one_domain() {
+        // Found by the email fuzz target: the ligature ﬁ (U+FB01) is "fi"
+        // in DNS, so both spellings must give one address and one key.
+        assert_eq!(ok("aa@f.\u{FB01}c"), "aa@f.fic");
+        assert_eq!(key(&ok("aa@F.FIC")), key(&ok("aa@f.\u{FB01}c")));
+        assert_eq!(ok("ann@example\u{FF0E}com"), "ann@example.com");
+        assert!(bad("ann@b\u{FF20}c.com").contains("'@'"));
+        assert_eq!(ok(&ok("x@B\u{DC}cher.ch")), "x@bücher.ch");
     }
 
     #[test]
