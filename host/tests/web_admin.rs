@@ -3,8 +3,10 @@
 //! SMTP sink. An administrator creates a role with permissions, a user,
 //! assigns the role, disables the user, bulk-disables users and saves the
 //! allowed domains in the settings form; a user holding only some
-//! permissions sees only those cards and no forms. Screenshots of the admin
-//! pages go to `target/screenshots/admin-*.png`.
+//! permissions sees only those cards and no forms. Without a browser, the
+//! bulk actions work as plain form posts (CSV export download, disable, the
+//! refusals). Screenshots of the admin pages go to
+//! `target/screenshots/admin-*.png`.
 
 use serde_json::{json, Value};
 use syshost_test_support::browser::{Browser, WebServer};
@@ -320,4 +322,179 @@ async fn a_user_with_some_permissions_sees_only_those_cards_and_no_forms() {
     let text = browser.main_text().await;
     assert!(text.contains("user.read"), "{text}");
     browser.close().await;
+}
+
+// ---------------------------------------------------------------------------
+// Without a browser (no JavaScript): plain form posts of the bulk actions
+// ---------------------------------------------------------------------------
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Logs in through the login form; returns the session cookie `name=value`.
+fn form_login(server: &WebServer, email: &str, password: &str) -> String {
+    let origin = server.origin();
+    let (status, headers, body) = server.request(
+        "POST",
+        "/ui/do/session/login",
+        &[("Content-Type", FORM), ("Origin", &origin)],
+        form_body(&[
+            ("_form", "login"),
+            ("_page", "/ui/login"),
+            ("_next", "/ui"),
+            ("email", email),
+            ("password", password),
+        ])
+        .as_bytes(),
+    );
+    assert_eq!(status, 303, "{body}");
+    headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next())
+        .find(|c| c.starts_with("syshost_session=") && c.len() > "syshost_session=".len())
+        .map(str::to_string)
+        .expect("login sets the session cookie")
+}
+
+#[test]
+fn bulk_actions_work_as_plain_form_posts() {
+    let smtp = SmtpSink::start();
+    let plugins = PluginDir::systems_and(&[]);
+    let server = server(&smtp, &plugins);
+    let token = server.api_login(WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
+    let mut ids = Vec::new();
+    for (email, first) in [
+        ("x1@example.com", "=HYPERLINK(1)"),
+        ("x2@example.com", "Bo"),
+    ] {
+        let u = admin_api(
+            &server,
+            &token,
+            "user",
+            "create",
+            json!({ "email": email, "password": PASSWORD, "profile": { "first_name": first } }),
+        );
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    admin_api(
+        &server,
+        &token,
+        "user",
+        "create",
+        json!({ "email": "not-selected@example.com", "password": PASSWORD }),
+    );
+
+    // Anonymous visitors are sent to the login page.
+    let (status, headers, _) = server.request("GET", "/ui/admin/users", &[], b"");
+    assert_eq!(status, 303);
+    assert!(header(&headers, "location")
+        .unwrap()
+        .starts_with("/ui/login?next="));
+
+    let cookie = form_login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
+    let (status, _, html) = server.request("GET", "/ui/admin/users", &[("Cookie", &cookie)], b"");
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("id=\"bulk-users\""),
+        "the bulk form is rendered"
+    );
+    let marker = "name=\"_csrf\" value=\"";
+    let start = html.find(marker).expect("_csrf") + marker.len();
+    let csrf = html[start..].split('"').next().unwrap().to_string();
+    let origin = server.origin();
+    let post = |op: &str, bulk: &str, ids: &[&str]| {
+        let mut pairs = vec![
+            ("_csrf", csrf.as_str()),
+            ("_form", "users-bulk"),
+            ("_page", "/ui/admin/users"),
+            ("_kinds", r#"{"ids":"checkboxes"}"#),
+            ("_bulk", bulk),
+        ];
+        for id in ids {
+            pairs.push(("ids", id));
+        }
+        server.request(
+            "POST",
+            &format!("/ui/do/user/{op}"),
+            &[
+                ("Content-Type", FORM),
+                ("Origin", &origin),
+                ("Cookie", &cookie),
+            ],
+            form_body(&pairs).as_bytes(),
+        )
+    };
+
+    // Export CSV of the two selected users: a download, formula-safe.
+    let spec = json!({ "values": { "format": "csv" },
+        "download": { "filename": "users.csv", "content_type": "text/csv", "field": "content" } })
+    .to_string();
+    let (status, headers, body) = post("export", &spec, &[&ids[0], &ids[1]]);
+    assert_eq!(status, 200, "{body}");
+    assert!(header(&headers, "content-type")
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(header(&headers, "content-disposition")
+        .unwrap()
+        .contains("users.csv"));
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 3, "{body}");
+    assert!(lines[1].contains("x1@example.com") && lines[1].contains("'=HYPERLINK(1)"));
+    assert!(!body.contains("not-selected"));
+
+    // Disable both: a redirect back with the flash message.
+    let spec = json!({ "values": { "state": "disabled" }, "success": "Disabled." }).to_string();
+    let (status, headers, _) = post("bulk_set_status", &spec, &[&ids[0], &ids[1]]);
+    assert_eq!(status, 303);
+    assert_eq!(header(&headers, "location"), Some("/ui/admin/users"));
+    for id in &ids {
+        let u = admin_api(&server, &token, "user", "get", json!({ "id": id }));
+        assert_eq!(u["active"], false);
+    }
+
+    // The caller's own account is refused with the reason; nothing changes.
+    let me = admin_api(
+        &server,
+        &token,
+        "user",
+        "list",
+        json!({ "search": "root@" }),
+    );
+    let own = me["items"][0]["id"].as_str().unwrap().to_string();
+    let spec = json!({ "values": {} }).to_string();
+    let (status, _, html) = post("bulk_delete", &spec, &[&ids[0], &own]);
+    assert_eq!(status, 422);
+    assert!(html.contains("your own account"), "{html}");
+    admin_api(&server, &token, "user", "get", json!({ "id": ids[0] }));
+    // Nothing selected: the reason, not a crash.
+    let (status, _, html) = post("bulk_delete", &spec, &[]);
+    assert_eq!(status, 422);
+    assert!(html.contains("at least one user"), "{html}");
 }
