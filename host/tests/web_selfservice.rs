@@ -386,3 +386,48 @@ async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
     phone.screenshot("profile-phone-dark").await;
     phone.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searchable_checkbox_lists_filter_and_select_all_shown() {
+    let (server, _smtp, _plugins) = start(&[]);
+    let browser = Browser::start().await;
+    browser
+        .login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD)
+        .await;
+    browser.goto(&server.url("/ui/admin/roles")).await;
+    browser.click_text("Create role").await;
+    let list = "#form-create-role fieldset.checklist";
+    // The script reveals the tools; the filter hides non-matching choices.
+    browser
+        .fill(&format!("{list} .checklist-filter"), "group.")
+        .await;
+    let shown = browser
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll(arguments[0] + ' label.choice'))\
+             .filter(function (l) { return !l.hidden; })\
+             .map(function (l) { return l.querySelector('input').value; });",
+            vec![json!(format!("{list} .choice-list"))],
+        )
+        .await
+        .unwrap();
+    let shown: Vec<String> = serde_json::from_value(shown).unwrap();
+    assert!(!shown.is_empty(), "some group permissions are shown");
+    assert!(shown.iter().all(|v| v.starts_with("group.")), "{shown:?}");
+    // "Select all shown" ticks exactly the shown ones.
+    browser.click(&format!("{list} .checklist-all")).await;
+    browser
+        .fill("#form-create-role input[name=name]", "Group keepers")
+        .await;
+    browser.submit("create-role").await;
+    browser.find(".notice.flash").await;
+    let token = server.api_login(WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
+    let (_, roles) = server.api(Some(&token), "role", "list", json!({ "search": "keepers" }));
+    let mut held: Vec<String> =
+        serde_json::from_value(roles["items"][0]["permissions"].clone()).unwrap();
+    held.sort();
+    let mut expected = shown.clone();
+    expected.sort();
+    assert_eq!(held, expected);
+    browser.close().await;
+}
