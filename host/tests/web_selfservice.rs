@@ -125,8 +125,7 @@ async fn register_confirm_login_edit_profile_change_password_log_out() {
         .await
         .unwrap();
     browser.submit("contact").await;
-    browser.find(".notice.flash").await;
-    assert!(browser.main_text().await.contains("Your profile is saved."));
+    browser.wait_for_text("Your profile is saved.").await;
     let city = browser
         .find("#form-contact input[name='profile.city']")
         .await
@@ -156,11 +155,7 @@ async fn register_confirm_login_edit_profile_change_password_log_out() {
         .fill("#form-password input[name=new_password]", new_password)
         .await;
     browser.submit("password").await;
-    browser.find(".notice.flash").await;
-    assert!(browser
-        .main_text()
-        .await
-        .contains("Your password is changed."));
+    browser.wait_for_text("Your password is changed.").await;
 
     // Log out through the account menu; the new password works.
     browser.click(".account > summary").await;
@@ -306,8 +301,7 @@ async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
         .await
         .unwrap();
     browser.submit("avatar").await;
-    browser.find(".notice.flash").await;
-    assert!(browser.main_text().await.contains("Your picture is saved."));
+    browser.wait_for_text("Your picture is saved.").await;
     let src = browser
         .find("main img.image.round")
         .await
@@ -320,15 +314,12 @@ async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
     // Consents: accept the optional one, then revoke it (confirm dialog).
     browser.goto(&server.url("/ui/account/consents")).await;
     browser.submit("accept-news").await;
-    browser.find(".notice.flash").await;
-    let text = browser.main_text().await;
-    assert!(text.contains("Consent given."), "{text}");
+    browser.wait_for_text("Consent given.").await;
     browser.screenshot("consents").await;
     browser.submit("revoke-news").await;
     browser.client.accept_alert().await.unwrap();
-    browser.find(".notice.flash").await;
+    browser.wait_for_text("Consent revoked.").await;
     let text = browser.main_text().await;
-    assert!(text.contains("Consent revoked."), "{text}");
     assert!(
         text.contains("Revoked"),
         "history and state show the revocation"
@@ -348,8 +339,7 @@ async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
     browser.screenshot("sessions").await;
     ends[0].click().await.unwrap();
     browser.client.accept_alert().await.unwrap();
-    browser.find(".notice.flash").await;
-    assert!(browser.main_text().await.contains("The session has ended."));
+    browser.wait_for_text("The session has ended.").await;
     browser.close().await;
 
     // Phone width, dark mode: the navigation folds above the content and
@@ -420,7 +410,7 @@ async fn searchable_checkbox_lists_filter_and_select_all_shown() {
         .fill("#form-create-role input[name=name]", "Group keepers")
         .await;
     browser.submit("create-role").await;
-    browser.find(".notice.flash").await;
+    browser.wait_for_text("Role created.").await;
     let token = server.api_login(WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
     let (_, roles) = server.api(Some(&token), "role", "list", json!({ "search": "keepers" }));
     let mut held: Vec<String> =

@@ -233,6 +233,28 @@ impl Browser {
         self.find("main").await.text().await.unwrap_or_default()
     }
 
+    /// Waits (up to 10 s) until the page's `<main>` contains `text` (use it
+    /// after a submission instead of looking for any flash message: the
+    /// previous page may still be showing one).
+    pub async fn wait_for_text(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let main = match self.client.find(Locator::Css("main")).await {
+                Ok(el) => el.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if main.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected '{text}' on {}, page says:\n{main}",
+                self.path_now().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits (up to 10 s) until the path (with query) starts with `prefix`.
     pub async fn wait_for_path(&self, prefix: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
