@@ -16,7 +16,7 @@ fn host(plugins: &PluginDir, data: &std::path::Path) -> Host {
 }
 
 #[test]
-fn enabling_user_activates_all_seven_in_dependency_order() {
+fn enabling_user_activates_all_eight_in_dependency_order() {
     let plugins = PluginDir::systems_and(&[]);
     let data = tempfile::tempdir().unwrap();
     let host = host(&plugins, data.path());
@@ -28,7 +28,7 @@ fn enabling_user_activates_all_seven_in_dependency_order() {
 
     let user = host.activate("user").expect("user activates");
     let rows = host.systems();
-    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.len(), 8);
     for row in &rows {
         assert_eq!(row.state, SystemState::Active, "{row:?}");
     }
@@ -49,8 +49,9 @@ fn enabling_user_activates_all_seven_in_dependency_order() {
         );
     }
     assert!(order["user"] < order["session"], "{order:?}");
-    assert_eq!(order["user"], 5);
-    assert_eq!(order["session"], 6);
+    assert!(order["settings"] < order["audit"], "{order:?}");
+    assert_eq!(order["user"], 6);
+    assert_eq!(order["session"], 7);
     // Ties break alphabetically, so the order is deterministic.
     assert_eq!(
         host.active_systems(),
@@ -60,6 +61,7 @@ fn enabling_user_activates_all_seven_in_dependency_order() {
             "permission",
             "role",
             "settings",
+            "audit",
             "user",
             "session"
         ]
@@ -71,6 +73,7 @@ fn enabling_user_activates_all_seven_in_dependency_order() {
     assert_eq!(reasons["user"], "enabled");
     assert_eq!(reasons["license"], "required by user");
     assert_eq!(reasons["session"], "wanted by user");
+    assert_eq!(reasons["audit"], "wanted by user");
 
     // A typed call through the handle.
     let pong: Value = user.call("ping", &NoInput {}).unwrap();
@@ -79,7 +82,7 @@ fn enabling_user_activates_all_seven_in_dependency_order() {
     // Activating again is a no-op returning an equivalent handle.
     let again = host.activate("user").unwrap();
     assert_eq!(again.id(), "user");
-    assert_eq!(host.active_systems().len(), 7);
+    assert_eq!(host.active_systems().len(), 8);
     assert!(host.shutdown().is_empty());
     assert!(host.active_systems().is_empty());
 }
@@ -102,6 +105,7 @@ fn activating_a_leaf_activates_only_what_it_needs() {
             "group",
             "license",
             "settings",
+            "audit",
             "user",
             "session"
         ]
@@ -174,18 +178,18 @@ fn a_panicking_operation_is_an_error_not_an_abort() {
 fn events_reach_subscribers_after_the_publishing_call() {
     let plugins = PluginDir::systems_and(&[
         fixture_library("intruder"),
-        library("syshost-example-audit-log"),
+        library("syshost-example-event-log"),
     ]);
     let data = tempfile::tempdir().unwrap();
     let host = host(&plugins, data.path());
-    host.activate_all(&["intruder".into(), "audit".into()]);
+    host.activate_all(&["intruder".into(), "eventlog".into()]);
     let intruder = host.system("intruder").unwrap();
     let _: Value = intruder
         .call("put", &json!({ "key": "k", "value": "v" }))
         .unwrap();
     let seen: Vec<String> = intruder.call("events", &NoInput {}).unwrap();
     assert_eq!(seen, ["intruder.written"]);
-    let audit = host.system("audit").unwrap();
+    let audit = host.system("eventlog").unwrap();
     let page: Value = audit.call("list", &json!({})).unwrap();
     // Newest first; earlier events come from activation (the role system
     // seeding its built-in administrator role).

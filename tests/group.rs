@@ -1,6 +1,6 @@
 //! The `group` system through the real host and the real plugin library:
 //! the built-in `system` group, every operation's happy path, validation,
-//! authorization, events (observed with the audit-log example plugin),
+//! authorization, events (observed with the event-log example plugin),
 //! list order/search/paging and concurrent writers.
 
 use std::collections::BTreeSet;
@@ -26,7 +26,7 @@ impl Drop for Env {
 }
 
 fn plugins() -> PluginDir {
-    PluginDir::systems_and(&[library("syshost-example-audit-log")])
+    PluginDir::systems_and(&[library("syshost-example-event-log")])
 }
 
 fn boot(plugins: &PluginDir, data: &std::path::Path) -> (Host, SystemHandle, SystemHandle) {
@@ -35,10 +35,10 @@ fn boot(plugins: &PluginDir, data: &std::path::Path) -> (Host, SystemHandle, Sys
         .plugin_dir(plugins.path())
         .build()
         .unwrap();
-    let report = host.activate_all(&["audit".into(), "group".into()]);
+    let report = host.activate_all(&["eventlog".into(), "group".into()]);
     assert!(report.is_ok(), "{report:?}");
     let group = host.system("group").unwrap();
-    let audit = host.system("audit").unwrap();
+    let audit = host.system("eventlog").unwrap();
     (host, group, audit)
 }
 

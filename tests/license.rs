@@ -1,6 +1,6 @@
 //! The `license` system through the real host and the real plugin library:
 //! app and user licenses, seats, validation, authorization, events (observed
-//! with the audit-log example plugin), clean-up on delete, and exact seat
+//! with the event-log example plugin), clean-up on delete, and exact seat
 //! accounting under concurrency.
 //!
 //! The `user.deleted` handler cannot be reached from here (only the `user`
@@ -30,18 +30,18 @@ impl Drop for Env {
 }
 
 fn start() -> Env {
-    let plugins = PluginDir::systems_and(&[library("syshost-example-audit-log")]);
+    let plugins = PluginDir::systems_and(&[library("syshost-example-event-log")]);
     let data = tempfile::tempdir().unwrap();
     let host = Host::builder()
         .data_dir(data.path())
         .plugin_dir(plugins.path())
         .build()
         .unwrap();
-    let report = host.activate_all(&["audit".into(), "license".into()]);
+    let report = host.activate_all(&["eventlog".into(), "license".into()]);
     assert!(report.is_ok(), "{report:?}");
     Env {
         license: host.system("license").unwrap(),
-        audit: host.system("audit").unwrap(),
+        audit: host.system("eventlog").unwrap(),
         host,
         _plugins: plugins,
         _data: data,

@@ -172,11 +172,12 @@ fn discovery_collects_every_failure_and_keeps_the_good_plugins() {
             && text.contains("libsyshost_plugin_user.so"),
         "{text}"
     );
-    // The six other systems are fine; the ambiguous one is not used at all.
+    // The seven other systems are fine; the ambiguous one is not used at all.
     let ids: Vec<&str> = discovery.plugins.keys().map(String::as_str).collect();
     assert_eq!(
         ids,
         [
+            "audit",
             "group",
             "license",
             "permission",

@@ -1,6 +1,6 @@
 //! The `role` system through the real host with the real plugin libraries:
 //! operations, validation, authorization, events (observed with the
-//! audit-log example plugin), the name index under renames and races, and
+//! event-log example plugin), the name index under renames and races, and
 //! the built-in administrator role seeded on activation.
 //!
 //! Every store starts with that built-in role (id `admin`, name
@@ -16,7 +16,7 @@ use syshost::{Host, SystemHandle};
 use syshost_plugin_api::{codes, CallContext, PluginError, Subject, UserSubject};
 use syshost_test_support::{library, system_library, PluginDir};
 
-/// A host with role (and the permission system it requires) plus audit-log.
+/// A host with role (and the permission system it requires) plus event-log.
 struct Env {
     host: Host,
     role: SystemHandle,
@@ -29,7 +29,7 @@ fn plugin_dir() -> PluginDir {
     PluginDir::with(&[
         system_library("role"),
         system_library("permission"),
-        library("syshost-example-audit-log"),
+        library("syshost-example-event-log"),
     ])
 }
 
@@ -40,7 +40,7 @@ fn start_on(plugins: &PluginDir, data: &Path) -> (Host, SystemHandle, SystemHand
         .build()
         .expect("host builds");
     let role = host.activate("role").expect("role activates");
-    let audit = host.activate("audit").expect("audit activates");
+    let audit = host.activate("eventlog").expect("eventlog activates");
     (host, role, audit)
 }
 
@@ -275,11 +275,11 @@ fn create_get_list_update_set_permissions_delete_round_trip() {
     let with_perms = ok(
         role,
         "set_permissions",
-        json!({ "id": "editors", "permissions": ["role.delete", "audit.read", "role.delete"] }),
+        json!({ "id": "editors", "permissions": ["role.delete", "eventlog.read", "role.delete"] }),
     );
     assert_eq!(
         with_perms["permissions"],
-        json!(["audit.read", "role.delete"])
+        json!(["eventlog.read", "role.delete"])
     );
     assert_eq!(ok(role, "get", json!({ "id": "editors" })), with_perms);
     let cleared = ok(
@@ -523,9 +523,12 @@ fn unknown_permission_ids_are_rejected() {
     let r = ok(
         role,
         "set_permissions",
-        json!({ "id": "r", "permissions": ["audit.read", "permission.read"] }),
+        json!({ "id": "r", "permissions": ["eventlog.read", "permission.read"] }),
     );
-    assert_eq!(r["permissions"], json!(["audit.read", "permission.read"]));
+    assert_eq!(
+        r["permissions"],
+        json!(["eventlog.read", "permission.read"])
+    );
     env.host.shutdown();
 }
 
@@ -915,7 +918,7 @@ fn permissions_of_returns_the_union_and_reports_unknown_roles() {
     ok(
         role,
         "set_permissions",
-        json!({ "id": "readers", "permissions": ["audit.read"] }),
+        json!({ "id": "readers", "permissions": ["eventlog.read"] }),
     );
     ok(role, "delete", json!({ "id": "writers" }));
     assert_eq!(
@@ -924,7 +927,7 @@ fn permissions_of_returns_the_union_and_reports_unknown_roles() {
             "permissions_of",
             json!({ "ids": ["readers", "writers"] })
         ),
-        json!({ "permissions": ["audit.read"], "unknown": ["writers"] })
+        json!({ "permissions": ["eventlog.read"], "unknown": ["writers"] })
     );
     env.host.shutdown();
 }
@@ -1190,7 +1193,7 @@ fn the_builtin_admin_role_exists_and_holds_every_permission() {
         "role.delete",
         "role.set_permissions",
         "permission.read",
-        "audit.read",
+        "eventlog.read",
     ] {
         assert!(declared.contains(&p.to_string()), "{p}: {declared:?}");
     }

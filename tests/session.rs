@@ -1,5 +1,5 @@
 //! The session system end to end: the real host, the real plugin libraries
-//! (all seven systems plus the audit-log example to observe events), a
+//! (all seven systems plus the event-log example to observe events), a
 //! controllable clock, and call contexts built from resolved tokens exactly
 //! as the HTTP layer builds them.
 
@@ -25,7 +25,7 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
-        let plugins = PluginDir::systems_and(&[library("syshost-example-audit-log")]);
+        let plugins = PluginDir::systems_and(&[library("syshost-example-event-log")]);
         let data = tempfile::tempdir().unwrap();
         let clock = Arc::new(AtomicI64::new(0));
         let offset = clock.clone();
@@ -41,7 +41,7 @@ impl Env {
             })
             .build()
             .unwrap();
-        let report = host.activate_all(&["user".into(), "session".into(), "audit".into()]);
+        let report = host.activate_all(&["user".into(), "session".into(), "eventlog".into()]);
         assert!(report.is_ok(), "{report:?}");
         Env {
             host,
@@ -137,7 +137,7 @@ impl Env {
 
     /// Every recorded event with `topic`, oldest first.
     fn events(&self, topic: &str) -> Vec<Value> {
-        let page = self.ok("audit", "list", json!({ "limit": 500 }));
+        let page = self.ok("eventlog", "list", json!({ "limit": 500 }));
         let mut out: Vec<Value> = page["events"]
             .as_array()
             .unwrap()

@@ -1,6 +1,6 @@
 //! The `settings` system through the real host with the real plugin
 //! libraries: registration, get/list/schema/put, validation, authorization,
-//! events (observed with the audit-log example plugin) and the clean-up of
+//! events (observed with the event-log example plugin) and the clean-up of
 //! deleted role and group references.
 
 use serde_json::{json, Value};
@@ -22,7 +22,7 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
-        let plugins = PluginDir::systems_and(&[library("syshost-example-audit-log")]);
+        let plugins = PluginDir::systems_and(&[library("syshost-example-event-log")]);
         Env::start_with(plugins, tempfile::tempdir().unwrap())
     }
 
@@ -32,11 +32,11 @@ impl Env {
             .plugin_dir(plugins.path())
             .build()
             .unwrap();
-        let report = host.activate_all(&["settings".into(), "audit".into()]);
+        let report = host.activate_all(&["settings".into(), "eventlog".into()]);
         assert!(report.failed.is_empty(), "{report:?}");
         Env {
             settings: host.system("settings").unwrap(),
-            audit: host.system("audit").unwrap(),
+            audit: host.system("eventlog").unwrap(),
             host,
             _plugins: plugins,
             _data: data,
@@ -727,7 +727,7 @@ fn re_registration_keeps_values_adds_new_defaults_and_drops_removed_fields() {
 
 #[test]
 fn documents_survive_a_restart_and_re_registration() {
-    let audit = || PluginDir::systems_and(&[library("syshost-example-audit-log")]);
+    let audit = || PluginDir::systems_and(&[library("syshost-example-event-log")]);
     let env = Env::start_with(audit(), tempfile::tempdir().unwrap());
     env.register_user_section();
     env.put("user", changed_user_document()).unwrap();
@@ -781,7 +781,7 @@ fn concurrent_puts_each_publish_exactly_when_they_changed_something() {
 fn references_are_not_checked_when_role_and_group_are_not_active() {
     let plugins = PluginDir::with(&[
         system_library("settings"),
-        library("syshost-example-audit-log"),
+        library("syshost-example-event-log"),
     ]);
     let env = Env::start_with(plugins, tempfile::tempdir().unwrap());
     assert!(!env.host.is_active("role") && !env.host.is_active("group"));

@@ -21,13 +21,13 @@ struct Env {
 }
 
 fn start(data: &Path) -> Env {
-    let plugins = PluginDir::systems_and(&[library("syshost-example-audit-log")]);
+    let plugins = PluginDir::systems_and(&[library("syshost-example-event-log")]);
     let host = Host::builder()
         .data_dir(data)
         .plugin_dir(plugins.path())
         .build()
         .expect("host builds");
-    let report = host.activate_all(&["user".into(), "audit".into()]);
+    let report = host.activate_all(&["user".into(), "eventlog".into()]);
     assert!(report.is_ok(), "{report:?}");
     let user = host.system("user").expect("user is active");
     Env {
@@ -97,7 +97,7 @@ impl Env {
     fn updates_of(&self, id: &str) -> Vec<Value> {
         let page: Value = self
             .host
-            .system("audit")
+            .system("eventlog")
             .unwrap()
             .call("list", &json!({ "limit": 500 }))
             .unwrap();

@@ -12,7 +12,7 @@
 //!     .data_dir("./syshost-data")
 //!     .plugin_dir("./target/debug")
 //!     .build()?;
-//! let user = host.activate("user")?;          // activates all seven systems
+//! let user = host.activate("user")?;          // activates all eight systems
 //! let pong: serde_json::Value = user.call("ping", &NoInput {})?;
 //! host.shutdown();
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -120,6 +120,7 @@ pub struct MailStats {
 struct Shared {
     queue: Arc<dyn Namespace>,
     dead: Arc<dyn Namespace>,
+    sealer: Sealer,
     settings: MailSettings,
     from: Mailbox,
     stop: AtomicBool,
@@ -143,7 +144,9 @@ impl MailService {
         settings: MailSettings,
         queue: Arc<dyn Namespace>,
         dead: Arc<dyn Namespace>,
+        keys: Arc<dyn Namespace>,
     ) -> Result<Self, String> {
+        let sealer = Sealer::load_or_create(keys.as_ref())?;
         let from: Mailbox = settings
             .from
             .parse()
@@ -161,6 +164,7 @@ impl MailService {
         let shared = Arc::new(Shared {
             queue,
             dead,
+            sealer,
             settings,
             from,
             stop: AtomicBool::new(false),
@@ -236,7 +240,7 @@ impl Mailer for MailService {
             next_attempt_ms: now,
             last_error: None,
         };
-        let bytes = serde_json::to_vec(&entry)?;
+        let bytes = self.shared.sealer.seal(&serde_json::to_vec(&entry)?)?;
         self.shared
             .queue
             .put(key.as_bytes(), &bytes)
@@ -247,7 +251,88 @@ impl Mailer for MailService {
     }
 }
 
+/// Encrypts queued mail at rest: mail bodies carry one-time codes and
+/// links, and the queue lives in the data directory. ChaCha20 keystream
+/// under a random per-installation key (kept in the host namespace
+/// `mail_key`) with a random 64-bit nonce per write; stored as
+/// `b"SM1" ‖ nonce ‖ ciphertext`. This keeps secrets out of the store's
+/// files in plain text (copies, backups, greps); it does not protect against
+/// someone who holds the whole data directory, key included.
+pub(crate) struct Sealer {
+    key: [u8; 32],
+}
+
+const SEALED_MAGIC: &[u8] = b"SM1";
+const MAIL_KEY: &[u8] = b"mail_queue_key";
+
+impl Sealer {
+    /// Loads the installation's key, or creates and stores one.
+    pub(crate) fn load_or_create(keys: &dyn Namespace) -> Result<Self, String> {
+        match keys.get(MAIL_KEY).map_err(|e| e.to_string())? {
+            Some(bytes) => {
+                let key: [u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "the stored mail queue key is damaged".to_string())?;
+                Ok(Sealer { key })
+            }
+            None => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key)
+                    .map_err(|e| format!("the OS random generator failed: {e}"))?;
+                keys.put(MAIL_KEY, &key).map_err(|e| e.to_string())?;
+                Ok(Sealer { key })
+            }
+        }
+    }
+
+    fn keystream(&self, nonce: u64, data: &mut [u8]) {
+        use chacha20::rand_core::{Rng, SeedableRng};
+        let mut stream = chacha20::ChaCha20Rng::from_seed(self.key);
+        stream.set_stream(nonce);
+        let mut pad = vec![0u8; data.len()];
+        stream.fill_bytes(&mut pad);
+        for (byte, key) in data.iter_mut().zip(pad) {
+            *byte ^= key;
+        }
+    }
+
+    /// Encrypts `plain` under a fresh nonce.
+    pub(crate) fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, PluginError> {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| PluginError::internal(format!("the OS random generator failed: {e}")))?;
+        let mut body = plain.to_vec();
+        self.keystream(u64::from_le_bytes(nonce), &mut body);
+        let mut out = Vec::with_capacity(SEALED_MAGIC.len() + 8 + body.len());
+        out.extend_from_slice(SEALED_MAGIC);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Decrypts what [`Sealer::seal`] wrote; plain JSON written by older
+    /// versions is returned as it is. `None`: neither.
+    pub(crate) fn open(&self, stored: &[u8]) -> Option<Vec<u8>> {
+        if stored.first() == Some(&b'{') {
+            return Some(stored.to_vec());
+        }
+        let rest = stored.strip_prefix(SEALED_MAGIC)?;
+        let (nonce, body) = rest.split_at_checked(8)?;
+        let nonce = u64::from_le_bytes(nonce.try_into().ok()?);
+        let mut body = body.to_vec();
+        self.keystream(nonce, &mut body);
+        Some(body)
+    }
+}
+
 impl Shared {
+    /// The queue entry as stored (sealed), `None` when it cannot be.
+    fn seal_entry(&self, entry: &QueuedMail) -> Option<Vec<u8>> {
+        let json = serde_json::to_vec(entry).ok()?;
+        self.sealer.seal(&json).ok()
+    }
+
     fn notify(&self) {
         let (lock, cvar) = &self.wake;
         if let Ok(mut woken) = lock.lock() {
@@ -374,7 +459,8 @@ fn drain_due(shared: &Shared, transport: &Transporter) -> Option<i64> {
         if shared.stop.load(Ordering::SeqCst) {
             return next_due;
         }
-        let Ok(mut entry) = serde_json::from_slice::<QueuedMail>(&bytes) else {
+        let opened = shared.sealer.open(&bytes);
+        let Some(Ok(mut entry)) = opened.map(|b| serde_json::from_slice::<QueuedMail>(&b)) else {
             tracing::error!("dropping an unreadable mail queue entry");
             let _ = shared.dead.put(&key, &bytes);
             let _ = shared.queue.delete(&key);
@@ -401,7 +487,7 @@ fn drain_due(shared: &Shared, transport: &Transporter) -> Option<i64> {
                 if entry.attempts >= shared.settings.max_attempts {
                     shared.dead_count.fetch_add(1, Ordering::SeqCst);
                     tracing::error!(plugin = %entry.from_plugin, kind = %entry.mail.kind, attempts = entry.attempts, "giving up on a mail: {error}");
-                    if let Ok(bytes) = serde_json::to_vec(&entry) {
+                    if let Some(bytes) = shared.seal_entry(&entry) {
                         let _ = shared.dead.put(&key, &bytes);
                     }
                     let _ = shared.queue.delete(&key);
@@ -410,7 +496,7 @@ fn drain_due(shared: &Shared, transport: &Transporter) -> Option<i64> {
                     entry.next_attempt_ms =
                         now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
                     tracing::warn!(plugin = %entry.from_plugin, kind = %entry.mail.kind, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, "mail delivery failed: {error}");
-                    if let Ok(bytes) = serde_json::to_vec(&entry) {
+                    if let Some(bytes) = shared.seal_entry(&entry) {
                         let _ = shared.queue.put(&key, &bytes);
                     }
                     next_due = Some(
@@ -426,6 +512,28 @@ fn drain_due(shared: &Shared, transport: &Transporter) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queued_mail_is_sealed_with_a_stored_key() {
+        use crate::store::{SledStore, Store};
+        let store = SledStore::temporary().unwrap();
+        let keys = store.host_namespace("mail_key").unwrap();
+        let sealer = Sealer::load_or_create(keys.as_ref()).unwrap();
+        let plain = br#"{"text": "Code: ABCD-EFGH"}"#;
+        let sealed = sealer.seal(plain).unwrap();
+        assert!(!sealed.windows(9).any(|w| w == b"ABCD-EFGH"));
+        assert_ne!(
+            sealer.seal(plain).unwrap(),
+            sealed,
+            "a fresh nonce per write"
+        );
+        // The same key is found again; older plain entries still open.
+        let again = Sealer::load_or_create(keys.as_ref()).unwrap();
+        assert_eq!(again.open(&sealed).unwrap(), plain);
+        assert_eq!(again.open(plain).unwrap(), plain);
+        assert!(again.open(b"garbage").is_none());
+        assert!(again.open(b"SM1abc").is_none());
+    }
 
     #[test]
     fn validation_rejects_bad_addresses_and_header_injection() {

@@ -281,6 +281,7 @@ impl HostBuilder {
                         settings,
                         store.host_namespace("mail_queue")?,
                         store.host_namespace("mail_dead")?,
+                        store.host_namespace("mail_key")?,
                     )
                     .map_err(HostError::Mail)?,
                 );
@@ -388,6 +389,40 @@ struct Frame {
 thread_local! {
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
     static PENDING_EVENTS: RefCell<VecDeque<Event>> = const { RefCell::new(VecDeque::new()) };
+    /// While an event is being delivered: its actor and client address, so
+    /// that events its handlers publish are attributed to the same cause.
+    static DELIVERING: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+}
+
+/// Who caused what this thread is doing now: the actor and client address
+/// of the event being delivered, else the subject of the outermost call,
+/// else the host itself (`system`).
+pub(crate) fn current_cause() -> (String, Option<String>) {
+    if let Some(cause) = DELIVERING.with(|d| d.borrow().clone()) {
+        return cause;
+    }
+    FRAMES.with(|f| match f.borrow().first() {
+        Some(frame) => (frame.ctx.subject.label(), frame.ctx.client_addr.clone()),
+        None => ("system".to_string(), None),
+    })
+}
+
+/// Restores the previous delivery cause when an event handler returns.
+struct CauseGuard(Option<(String, Option<String>)>);
+
+impl Drop for CauseGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        DELIVERING.with(|d| *d.borrow_mut() = previous);
+    }
+}
+
+fn set_cause(event: &Event) -> CauseGuard {
+    let cause = (
+        event.actor.clone().unwrap_or_else(|| "system".to_string()),
+        event.client_addr.clone(),
+    );
+    CauseGuard(DELIVERING.with(|d| d.borrow_mut().replace(cause)))
 }
 
 /// The plugin and context of the call this thread is currently serving.
@@ -691,6 +726,7 @@ impl HostInner {
                 Ok(j) => j,
                 Err(_) => continue,
             };
+            let _cause = set_cause(&event);
             for (id, plugin) in subscribers {
                 let ctx = CallContext::system();
                 let Ok((guard, _)) = enter(&id, &ctx) else {
@@ -937,12 +973,38 @@ impl Host {
                 }
             }
         }
-        // Activation writes (first administrator, settings sections) are
-        // durable once the host reports the systems active.
+        drop(state);
+        self.publish_activation_failures(&report);
+        // Activation writes (first administrator, settings sections, audit
+        // entries) are durable once the host reports the systems active.
         if let Err(e) = self.inner.store.sync() {
             tracing::error!("flushing the store after activation failed: {e}");
         }
         report
+    }
+
+    /// Publishes `host.plugin_failed` for every system this activation
+    /// request left failed or blocked, once everything that could start has
+    /// started (so an audit system activated in the same request hears it).
+    fn publish_activation_failures(&self, report: &ActivationReport) {
+        let failed = report
+            .failed
+            .iter()
+            .map(|(id, error)| (id, "failed", error.clone()));
+        let blocked = report
+            .blocked
+            .iter()
+            .map(|(id, by)| (id, "blocked", format!("requires '{by}', which failed")));
+        for (id, state, error) in failed.chain(blocked) {
+            self.inner.publish(Event {
+                topic: "host.plugin_failed".to_string(),
+                source: "host".to_string(),
+                payload: serde_json::json!({ "plugin": id, "state": state, "error": error }),
+                at_unix_ms: self.inner.now_unix_ms(),
+                actor: Some("system".to_string()),
+                client_addr: None,
+            });
+        }
     }
 
     fn instantiate(&self, id: &str) -> Result<Arc<ActivePlugin>, PluginError> {

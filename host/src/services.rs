@@ -287,11 +287,14 @@ impl HostObj for PluginServices {
                     )))
                 })?;
             let host = self.host()?;
+            let (actor, client_addr) = crate::runtime::current_cause();
             let event = Event {
                 topic: topic.to_string(),
                 source: self.plugin_id.clone(),
                 payload,
                 at_unix_ms: host.now_unix_ms(),
+                actor: Some(actor),
+                client_addr,
             };
             host.publish(event);
             Ok(())

@@ -35,7 +35,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn systems_json_with_no_config_lists_all_seven_active_in_a_valid_order() {
+fn systems_json_with_no_config_lists_all_eight_active_in_a_valid_order() {
     let plugins = PluginDir::systems_and(&[]);
     let cwd = tempfile::tempdir().unwrap();
     let out = run(
@@ -45,7 +45,7 @@ fn systems_json_with_no_config_lists_all_seven_active_in_a_valid_order() {
     );
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.len(), 8);
     let mut order = std::collections::BTreeMap::new();
     for row in &rows {
         for field in ["id", "version", "state", "order", "reason", "path"] {
@@ -61,8 +61,10 @@ fn systems_json_with_no_config_lists_all_seven_active_in_a_valid_order() {
         assert!(order[dep] < order["user"]);
     }
     assert!(order["user"] < order["session"]);
-    assert_eq!(rows[5]["reason"], "enabled");
-    assert_eq!(rows[6]["reason"], "wanted by user");
+    assert_eq!(rows[5]["id"], "audit");
+    assert_eq!(rows[5]["reason"], "wanted by user");
+    assert_eq!(rows[6]["reason"], "enabled");
+    assert_eq!(rows[7]["reason"], "wanted by user");
     // The embedded default data dir was used (relative to the working dir).
     assert!(cwd.path().join("syshost-data/store").is_dir());
 }
@@ -113,7 +115,7 @@ fn check_passes_on_the_real_systems() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("group → license → permission → role → settings → user → session"),
+        stdout.contains("group → license → permission → role → settings → audit → user → session"),
         "{stdout}"
     );
 }
@@ -277,7 +279,7 @@ fn run_serves_until_sigterm_then_shuts_down_cleanly() {
     assert!(body.contains("\"ready\":true"), "{body}");
     let (status, body) = http_get(&server.addr, "/api/v1/systems");
     assert_eq!(status, 200);
-    assert_eq!(body.matches("\"state\":\"active\"").count(), 7, "{body}");
+    assert_eq!(body.matches("\"state\":\"active\"").count(), 8, "{body}");
 
     // A second process on the same data dir is refused with a clear error.
     let out = run(

@@ -2,171 +2,14 @@
 //! real system plugins: routes, errors, authentication (bearer and cookie),
 //! CSRF, limits, security headers, OpenAPI, and restart.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
-use reqwest::blocking::{Client, Response};
-use reqwest::StatusCode;
+use std::time::Duration;
+
+use common::*;
+use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use syshost_test_support::PluginDir;
-
-const ADMIN_EMAIL: &str = "root@example.test";
-const ADMIN_PASSWORD: &str = "correct horse battery staple 42";
-
-struct Server {
-    child: Child,
-    addr: String,
-    _log: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops with SIGTERM and waits for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert_eq!(status.code(), Some(0));
-                return;
-            }
-            assert!(Instant::now() < deadline, "syshost did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(cwd: &Path, plugins: &PluginDir, extra_env: &[(&str, &str)]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_syshost"));
-    cmd.current_dir(cwd).arg("run");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("SYSHOST_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("SYSHOST_PLUGIN_DIRS", plugins.path())
-        .env("SYSHOST_HTTP_ADDR", "127.0.0.1:0")
-        .env("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL)
-        .env("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD);
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn syshost run");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = String::new();
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    return Server {
-                        child,
-                        addr: rest.trim().to_string(),
-                        _log: rx,
-                    };
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("syshost run never listened; log:\n{seen}");
-}
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn body(r: Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let status = r.status();
-    let headers = r.headers().clone();
-    let text = r.text().unwrap();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, headers, value)
-}
-
-/// Asserts the `{"error": {"code", "message"}}` shape and returns the code.
-fn error_code(status: StatusCode, v: &Value) -> String {
-    assert!(
-        status.is_client_error() || status.is_server_error(),
-        "{status} {v}"
-    );
-    assert!(v["error"]["message"].is_string(), "{v}");
-    v["error"]["code"].as_str().expect("error code").to_string()
-}
-
-fn post(c: &Client, s: &Server, path: &str, token: Option<&str>, req: &Value) -> Response {
-    let mut b = c.post(s.url(path)).json(req);
-    if let Some(t) = token {
-        b = b.bearer_auth(t);
-    }
-    b.send().unwrap()
-}
-
-fn login(c: &Client, s: &Server, email: &str, password: &str) -> String {
-    let (status, headers, v) = body(post(
-        c,
-        s,
-        "/api/v1/session/login",
-        None,
-        &json!({"email": email, "password": password}),
-    ));
-    assert_eq!(status, 200, "{v}");
-    let token = v["session_token"].as_str().expect("token").to_string();
-    assert_eq!(token.len(), 64, "{v}");
-    let cookie = headers
-        .get_all("set-cookie")
-        .iter()
-        .map(|h| h.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("syshost_session="))
-        .expect("login sets the session cookie");
-    assert_eq!(
-        cookie,
-        format!("syshost_session={token}; HttpOnly; SameSite=Lax; Path=/")
-    );
-    token
-}
 
 #[test]
 fn health_openapi_and_security_headers() {
@@ -197,7 +40,7 @@ fn health_openapi_and_security_headers() {
         .filter(|s| s["active"] == true)
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(active.len(), 7, "{systems}");
+    assert_eq!(active.len(), 8, "{systems}");
 
     let (status, headers, doc) = body(c.get(server.url("/api/openapi.json")).send().unwrap());
     assert_eq!(status, 200);
@@ -664,21 +507,6 @@ fn sessions_over_bearer_and_cookie_with_csrf_logout_and_restart() {
     ));
     assert_eq!(list["total"], 3, "{list}");
     server.stop();
-}
-
-/// Every POST path of the OpenAPI document with its access rule.
-fn operations(c: &Client, s: &Server) -> Vec<(String, String)> {
-    let (status, _, doc) = body(c.get(s.url("/api/openapi.json")).send().unwrap());
-    assert_eq!(status, 200);
-    let mut out = Vec::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        if let Some(post) = item.get("post") {
-            let access = post["x-syshost-access"].to_string();
-            out.push((path.clone(), access));
-        }
-    }
-    assert!(out.len() > 40, "{out:?}");
-    out
 }
 
 #[test]

@@ -11,12 +11,12 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 fn start() -> (WebServer, SmtpSink, PluginDir) {
     let smtp = SmtpSink::start();
-    let plugins = PluginDir::systems_and(&[library("syshost-example-audit-log")]);
+    let plugins = PluginDir::systems_and(&[library("syshost-example-event-log")]);
     let server = WebServer::start(
         env!("CARGO_BIN_EXE_syshost").as_ref(),
         &plugins,
         &smtp,
-        &[("SYSHOST_ENABLE", "user,audit")],
+        &[("SYSHOST_ENABLE", "user,eventlog")],
     );
     (server, smtp, plugins)
 }
@@ -268,13 +268,13 @@ fn a_third_party_plugin_adds_an_admin_page_and_card() {
     let admin = form_login(&server, WebServer::ADMIN_EMAIL, WebServer::ADMIN_PASSWORD);
     let (status, _, html) = server.request("GET", "/ui/admin", &[("Cookie", &admin)], b"");
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains("<h2>Audit log</h2>"), "{html}");
-    assert!(html.contains("href=\"/ui/admin/audit\""));
+    assert!(html.contains("<h2>Event log</h2>"), "{html}");
+    assert!(html.contains("href=\"/ui/admin/events\""));
     assert!(
         html.contains(">Admin center</a>"),
         "top navigation links the admin center"
     );
-    let (status, _, html) = server.request("GET", "/ui/admin/audit", &[("Cookie", &admin)], b"");
+    let (status, _, html) = server.request("GET", "/ui/admin/events", &[("Cookie", &admin)], b"");
     assert_eq!(status, 200);
     assert!(
         html.contains("user.created"),
@@ -285,22 +285,22 @@ fn a_third_party_plugin_adds_an_admin_page_and_card() {
         "breadcrumb back to the admin center"
     );
 
-    // A user without `audit.read` gets 403 for the page and sees no card.
+    // A user without `eventlog.read` gets 403 for the page and sees no card.
     let eve = form_login(&server, "eve@example.test", "a long enough password 4");
-    let (status, _, html) = server.request("GET", "/ui/admin/audit", &[("Cookie", &eve)], b"");
+    let (status, _, html) = server.request("GET", "/ui/admin/events", &[("Cookie", &eve)], b"");
     assert_eq!(status, 403, "{html}");
-    assert!(html.contains("audit.read"));
+    assert!(html.contains("eventlog.read"));
     let (status, _, html) = server.request("GET", "/ui/admin", &[("Cookie", &eve)], b"");
     assert_eq!(status, 403);
-    assert!(!html.contains("/ui/admin/audit"));
+    assert!(!html.contains("/ui/admin/events"));
     assert!(!html.contains(">Admin center</a>"));
 
     // Anonymous visitors are sent to the login page.
-    let (status, headers, _) = server.request("GET", "/ui/admin/audit", &[], b"");
+    let (status, headers, _) = server.request("GET", "/ui/admin/events", &[], b"");
     assert_eq!(status, 303);
     assert_eq!(
         header(&headers, "location"),
-        Some("/ui/login?next=%2Fui%2Fadmin%2Faudit")
+        Some("/ui/login?next=%2Fui%2Fadmin%2Fevents")
     );
 }
 

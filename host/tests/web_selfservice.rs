@@ -260,12 +260,12 @@ const PNG: &[u8] = &[
 async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
     let smtp = SmtpSink::start();
     let plugins =
-        PluginDir::systems_and(&[syshost_test_support::library("syshost-example-audit-log")]);
+        PluginDir::systems_and(&[syshost_test_support::library("syshost-example-event-log")]);
     let server = WebServer::start(
         env!("CARGO_BIN_EXE_syshost").as_ref(),
         &plugins,
         &smtp,
-        &[("SYSHOST_ENABLE", "user,audit")],
+        &[("SYSHOST_ENABLE", "user,eventlog")],
     );
     server.update_settings(
         "user",
@@ -282,12 +282,12 @@ async fn avatar_consents_sessions_and_a_plugin_page_in_the_admin_center() {
     // The admin center shows the example plugin's card; its page opens.
     browser.click_text("Admin center").await;
     browser.wait_for_path("/ui/admin").await;
-    assert!(browser.main_text().await.contains("Audit log"));
+    assert!(browser.main_text().await.contains("Event log"));
     browser.screenshot("admin-center").await;
-    browser.click("a[href='/ui/admin/audit']").await;
-    browser.wait_for_path("/ui/admin/audit").await;
+    browser.click("a[href='/ui/admin/events']").await;
+    browser.wait_for_path("/ui/admin/events").await;
     assert!(browser.main_text().await.contains("settings.updated"));
-    browser.screenshot("audit-log").await;
+    browser.screenshot("event-log").await;
 
     // Avatar upload (a multipart form post).
     let dir = tempfile::tempdir().unwrap();

@@ -160,6 +160,15 @@ pub struct Event {
     /// When it was published (ms since the Unix epoch).
     #[serde(default)]
     pub at_unix_ms: i64,
+    /// Who caused it, as the host saw it: the subject label of the outermost
+    /// call (`user:<id>`, `anonymous`, `system`, `plugin:<id>`); for events
+    /// published while handling another event, that event's actor. Filled
+    /// by the host, never by the publisher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Network address of the client whose request caused it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
 }
 
 impl Event {

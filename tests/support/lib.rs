@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 pub mod browser;
 pub mod server;
 
-/// The seven systems User Management consists of.
-pub const SYSTEMS: [&str; 7] = [
+/// The eight systems User Management consists of (`audit` comes along
+/// because `user` wants it).
+pub const SYSTEMS: [&str; 8] = [
     "license",
     "role",
     "permission",
@@ -19,6 +20,7 @@ pub const SYSTEMS: [&str; 7] = [
     "settings",
     "session",
     "user",
+    "audit",
 ];
 
 /// Directories where cargo leaves cdylibs for this test run.

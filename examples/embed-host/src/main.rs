@@ -9,7 +9,7 @@
 //! It looks for plugin libraries in `$SYSHOST_PLUGIN_DIRS` (colon-separated)
 //! or next to its own executable (`target/debug`, where `cargo build` puts
 //! them), keeps its data in a fresh temporary directory, activates `user`
-//! (which activates all seven systems in dependency order), and calls an
+//! (which activates all eight systems in dependency order), and calls an
 //! operation.
 
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! Shared helpers for the black-box tests that run the real `syshost`
-//! binary against a data directory (crash, durability, backup, limits).
+//! binary: against a data directory (crash, durability, backup, limits) and
+//! over the HTTP API (`http.rs`, `security.rs`).
 
 #![allow(dead_code)]
 
@@ -199,4 +200,109 @@ pub fn admin_token(c: &Client, s: &Server) -> String {
 /// The data directory `syshost` uses in `cwd` by default.
 pub fn data_dir(cwd: &Path) -> PathBuf {
     cwd.join("syshost-data")
+}
+
+// ---------------------------------------------------------------------------
+// HTTP API helpers (http.rs, security.rs)
+// ---------------------------------------------------------------------------
+
+use reqwest::blocking::Response;
+use reqwest::StatusCode;
+use syshost_test_support::PluginDir;
+
+/// Starts `syshost run` in `cwd` with the libraries of `plugins`, the
+/// documented auth rate limit (20 per minute) unless `extra_env` sets
+/// another, and `extra_env`; waits until it listens.
+pub fn start(cwd: &Path, plugins: &PluginDir, extra_env: &[(&str, &str)]) -> Server {
+    let mut env = vec![("SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE", "20")];
+    env.extend_from_slice(extra_env);
+    Server::start(cwd, plugins.path(), &env)
+}
+
+impl Server {
+    /// The server's origin (`http://host:port`).
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops like [`Server::stop`] and returns everything it logged.
+    pub fn stop_with_log(self) -> String {
+        let log = self.log.clone();
+        self.stop();
+        // The reader thread lets go of the log at the end of the output.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&log) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = log.lock().unwrap().join("\n");
+        text
+    }
+}
+
+/// Status, headers and JSON body (a string when it is not JSON).
+pub fn body(r: Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, value)
+}
+
+/// Asserts the `{"error": {"code", "message"}}` shape and returns the code.
+pub fn error_code(status: StatusCode, v: &Value) -> String {
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status} {v}"
+    );
+    assert!(v["error"]["message"].is_string(), "{v}");
+    v["error"]["code"].as_str().expect("error code").to_string()
+}
+
+/// POSTs `req` as JSON, with `token` as Bearer when given.
+pub fn post(c: &Client, s: &Server, path: &str, token: Option<&str>, req: &Value) -> Response {
+    let mut b = c.post(s.url(path)).json(req);
+    if let Some(t) = token {
+        b = b.bearer_auth(t);
+    }
+    b.send().unwrap()
+}
+
+/// Logs in (asserting the cookie it sets) and returns the token.
+pub fn login(c: &Client, s: &Server, email: &str, password: &str) -> String {
+    let (status, headers, v) = body(post(
+        c,
+        s,
+        "/api/v1/session/login",
+        None,
+        &json!({"email": email, "password": password}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let token = v["session_token"].as_str().expect("token").to_string();
+    assert_eq!(token.len(), 64, "{v}");
+    let cookie = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|h| h.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("syshost_session="))
+        .expect("login sets the session cookie");
+    assert_eq!(
+        cookie,
+        format!("syshost_session={token}; HttpOnly; SameSite=Lax; Path=/")
+    );
+    token
+}
+
+/// Every POST path of the OpenAPI document with its access rule.
+pub fn operations(c: &Client, s: &Server) -> Vec<(String, String)> {
+    let (status, _, doc) = body(c.get(s.url("/api/openapi.json")).send().unwrap());
+    assert_eq!(status, 200);
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if let Some(post) = item.get("post") {
+            let access = post["x-syshost-access"].to_string();
+            out.push((path.clone(), access));
+        }
+    }
+    assert!(out.len() > 40, "{out:?}");
+    out
 }

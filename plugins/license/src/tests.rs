@@ -149,6 +149,8 @@ fn user_deleted(id: &str) -> Event {
         source: "user".into(),
         payload: json!({ "id": id }),
         at_unix_ms: 0,
+        actor: None,
+        client_addr: None,
     }
 }
 

@@ -251,6 +251,7 @@ impl SessionSystem {
     /// account here).
     fn login(&self, req: LoginRequest, ctx: &CallContext) -> Result<LoginResponse, PluginError> {
         if req.email.len() > MAX_CREDENTIAL_BYTES || req.password.len() > MAX_CREDENTIAL_BYTES {
+            self.publish_login_failed(&req.email, "invalid_credentials", None, false)?;
             return Err(PluginError::unauthenticated("invalid email or password"));
         }
         let settings = self.settings()?;
@@ -262,6 +263,14 @@ impl SessionSystem {
             let until = throttle.last_failure_at.saturating_add(delay);
             if delay > 0 && now < until {
                 let wait = until - now;
+                self.host.publish(
+                    "session.login_throttled",
+                    &json!({
+                        "email": audit_email(&req.email),
+                        "failures": throttle.count,
+                        "retry_after_ms": wait,
+                    }),
+                )?;
                 return Err(PluginError::new(
                     codes::RATE_LIMITED,
                     format!(
@@ -280,7 +289,14 @@ impl SessionSystem {
         let auth = match auth {
             Ok(a) => a,
             Err(e) if e.is(codes::UNAUTHENTICATED) || e.is(codes::INVALID_INPUT) => {
-                store::record_failure(&store, &account, now)?;
+                let failures = store::record_failure(&store, &account, now)?;
+                let locked = settings.delay_ms(failures) > 0;
+                self.publish_login_failed(
+                    &req.email,
+                    "invalid_credentials",
+                    Some(failures),
+                    locked,
+                )?;
                 return Err(PluginError::unauthenticated("invalid email or password"));
             }
             Err(e) => return Err(e),
@@ -313,6 +329,27 @@ impl SessionSystem {
             session: view(&record, &settings, Some(&record.id)),
             require_password_change: auth.require_password_change,
         })
+    }
+
+    /// Publishes `session.login_failed`: the address as typed (trimmed,
+    /// lowercased, at most 254 characters), never the password. `locked`:
+    /// this failure starts or extends a throttling delay for the account.
+    fn publish_login_failed(
+        &self,
+        email: &str,
+        reason: &str,
+        failures: Option<u32>,
+        locked: bool,
+    ) -> Result<(), PluginError> {
+        self.host.publish(
+            "session.login_failed",
+            &json!({
+                "email": audit_email(email),
+                "reason": reason,
+                "failures": failures,
+                "locked": locked,
+            }),
+        )
     }
 
     /// `logout` (authenticated): ends the caller's session.
@@ -686,6 +723,12 @@ pub fn settings_section() -> serde_json::Value {
 }
 
 /// Registers (or re-registers) the `session` settings section.
+/// A login address as events carry it: trimmed, lowercased, at most 254
+/// characters.
+fn audit_email(email: &str) -> String {
+    email.trim().to_lowercase().chars().take(254).collect()
+}
+
 fn register_settings_section(host: &Host) -> Result<(), PluginError> {
     let section = settings_section();
     let request = json!({

@@ -241,7 +241,7 @@ pub fn load_throttle(
 }
 
 /// Counts one failed login of `account` at `now` (compare-and-swap loop).
-pub fn record_failure(store: &Store, account: &str, now: i64) -> Result<(), PluginError> {
+pub fn record_failure(store: &Store, account: &str, now: i64) -> Result<u32, PluginError> {
     let key = throttle_key(account);
     for _ in 0..MAX_ATTEMPTS {
         let current = load_throttle(store, account)?;
@@ -263,7 +263,7 @@ pub fn record_failure(store: &Store, account: &str, now: i64) -> Result<(), Plug
             Some(&new_bytes),
         )?;
         if swapped.is_ok() {
-            return Ok(());
+            return Ok(next.count);
         }
     }
     Err(PluginError::conflict(

@@ -76,6 +76,8 @@ impl Plugin for UserSystem {
             .requires("group", "^0.1")
             .requires("settings", "^0.1")
             .wants("session", "^0.1")
+            // Soft: `enable = ["user"]` brings the audit trail along.
+            .wants("audit", "^0.1")
             .permission(
                 "user.read",
                 "View users",

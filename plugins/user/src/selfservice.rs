@@ -191,7 +191,15 @@ fn send(ctx: &Ctx, mail: &syshost_plugin_api::Mail) -> Result<(), PluginError> {
 }
 
 /// `register` (public, when `self_registration` is on).
-pub fn register(ctx: &Ctx, req: RegisterRequest, _: &CallContext) -> Result<Accepted, PluginError> {
+pub fn register(
+    ctx: &Ctx,
+    req: RegisterRequest,
+    call: &CallContext,
+) -> Result<Accepted, PluginError> {
+    in_uniform_time(|| register_now(ctx, req, call))
+}
+
+fn register_now(ctx: &Ctx, req: RegisterRequest, _: &CallContext) -> Result<Accepted, PluginError> {
     let settings = ctx.settings()?;
     if !setting_bool(&settings, "self_registration", false) {
         return Err(PluginError::new(
@@ -384,8 +392,36 @@ pub fn confirm_email(
     Ok(Done { ok: true })
 }
 
+/// The least time `register`, `resend_verification` and
+/// `request_password_reset` take (ms). Their work differs between known and
+/// unknown addresses (a new account and its indexes versus a mail to the
+/// owner; a code and a mail versus nothing) by a few ms; answering no sooner
+/// than this hides the difference, so timing does not reveal who has an
+/// account. It covers the password hashing `register` does for both.
+pub const UNIFORM_ANSWER_MS: u64 = 100;
+
+/// Runs `work`, then waits until [`UNIFORM_ANSWER_MS`] have passed since it
+/// started, whatever the outcome.
+fn in_uniform_time<T>(work: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = work();
+    let floor = std::time::Duration::from_millis(UNIFORM_ANSWER_MS);
+    if let Some(rest) = floor.checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    out
+}
+
 /// `resend_verification` (public): a fresh code for an unconfirmed address.
 pub fn resend_verification(
+    ctx: &Ctx,
+    req: EmailRequest,
+    call: &CallContext,
+) -> Result<Accepted, PluginError> {
+    in_uniform_time(|| resend_verification_now(ctx, req, call))
+}
+
+fn resend_verification_now(
     ctx: &Ctx,
     req: EmailRequest,
     _: &CallContext,
@@ -447,6 +483,14 @@ fn reissue_code(
 
 /// `request_password_reset` (public, when `self_password_reset` is on).
 pub fn request_password_reset(
+    ctx: &Ctx,
+    req: EmailRequest,
+    call: &CallContext,
+) -> Result<Accepted, PluginError> {
+    in_uniform_time(|| request_password_reset_now(ctx, req, call))
+}
+
+fn request_password_reset_now(
     ctx: &Ctx,
     req: EmailRequest,
     _: &CallContext,

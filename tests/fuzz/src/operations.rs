@@ -236,7 +236,7 @@ fn world() -> &'static World {
     })
 }
 
-/// The seven system libraries in a plugin directory of their own: the
+/// The system libraries in a plugin directory of their own: the
 /// ones `cargo test` built, else those of `cargo build` in the workspace's
 /// `target/debug` or `target/release` (for `cargo fuzz`, which builds
 /// elsewhere).

@@ -1,11 +1,11 @@
-//! # audit-log: an example third-party syshost plugin
+//! # event-log: an example third-party syshost plugin
 //!
 //! Subscribes to every event any plugin publishes and stores it in its own
 //! store namespace, under keys that sort by time:
 //! `event/<publish time, 16 hex digits>/<sequence, 8 hex digits>`.
-//! It serves two operations, both requiring the `audit.read` permission it
+//! It serves two operations, both requiring the `eventlog.read` permission it
 //! declares: `list` (newest first, paged) and `count`, and one web page,
-//! `/ui/admin/audit`, with an admin-center card (a page is an operation that
+//! `/ui/admin/events`, with an admin-center card (a page is an operation that
 //! returns a `View`; the host renders it, so the plugin writes no HTML).
 //!
 //! This crate depends on nothing from syshost but `syshost-plugin-api`; read
@@ -21,7 +21,7 @@ use syshost_plugin_api::{
 };
 
 /// 1. The plugin's state: the host services handle plus anything in memory.
-pub struct AuditLog {
+pub struct EventLog {
     host: Host,
     seq: AtomicU32,
 }
@@ -58,26 +58,26 @@ pub struct CountResponse {
     pub count: usize,
 }
 
-impl Plugin for AuditLog {
+impl Plugin for EventLog {
     /// 3. The manifest: id, version, what it needs, what it declares.
     fn manifest() -> Manifest {
-        Manifest::new("audit", env!("CARGO_PKG_VERSION"))
-            .name("Audit log")
+        Manifest::new("eventlog", env!("CARGO_PKG_VERSION"))
+            .name("Event log")
             .describe("Records every event published by any plugin.")
             .permission(
-                "audit.read",
-                "Read the audit log",
+                "eventlog.read",
+                "Read the event log",
                 "May list recorded events",
             )
             .subscribe("*")
             // A web page in the admin center, with a card for readers.
             .page(
-                PageDecl::new("admin/audit", "Audit log", "page_events")
+                PageDecl::new("admin/events", "Event log", "page_events")
                     .area(Area::Admin)
                     .card(
-                        "Audit log",
+                        "Event log",
                         "Every event any system published, newest first.",
-                        Some("audit.read"),
+                        Some("eventlog.read"),
                     )
                     .order(90),
             )
@@ -88,19 +88,19 @@ impl Plugin for AuditLog {
         Operations::new()
             .query(
                 "list",
-                Access::permission("audit.read"),
+                Access::permission("eventlog.read"),
                 "Lists recorded events, newest first.",
                 Self::list,
             )
             .query(
                 "count",
-                Access::permission("audit.read"),
+                Access::permission("eventlog.read"),
                 "Counts recorded events.",
                 Self::count,
             )
             .page(
                 "page_events",
-                Access::permission("audit.read"),
+                Access::permission("eventlog.read"),
                 "Web page: the recorded events, newest first.",
                 Self::page_events,
             )
@@ -108,8 +108,8 @@ impl Plugin for AuditLog {
 
     /// 5. Activation: called once, after everything in `requires` is active.
     fn activate(host: Host) -> Result<Self, PluginError> {
-        host.info("audit log ready");
-        Ok(AuditLog {
+        host.info("event log ready");
+        Ok(EventLog {
             host,
             seq: AtomicU32::new(0),
         })
@@ -123,7 +123,7 @@ impl Plugin for AuditLog {
     }
 }
 
-impl AuditLog {
+impl EventLog {
     fn list(&self, req: ListRequest, _ctx: &CallContext) -> Result<ListResponse, PluginError> {
         if req.limit == 0 || req.limit > 500 {
             return Err(PluginError::invalid_field(
@@ -159,7 +159,7 @@ impl AuditLog {
             .into_iter()
             .map(|(_, value)| {
                 serde_json::from_slice(&value)
-                    .map_err(|e| PluginError::storage(format!("corrupt audit record: {e}")))
+                    .map_err(|e| PluginError::storage(format!("corrupt event record: {e}")))
             })
             .collect::<Result<Vec<Event>, _>>()?;
         Ok(ListResponse { events, next })
@@ -192,13 +192,13 @@ impl AuditLog {
                 },
             ]));
         }
-        let mut view = View::new("Audit log")
+        let mut view = View::new("Event log")
             .subtitle("Every event any system published, newest first.")
             .push(table);
         if let Some(next) = page.next {
             view = view.push(Block::links(vec![Link::new(
                 "Older events",
-                format!("/ui/admin/audit?before={next}"),
+                format!("/ui/admin/events?before={next}"),
             )]));
         }
         Ok(view)
@@ -212,4 +212,4 @@ impl AuditLog {
 }
 
 // 7. Export the plugin: generates the stable-ABI root module.
-export_plugin!(AuditLog);
+export_plugin!(EventLog);
