@@ -1,5 +1,5 @@
 //! The session system end to end: the real host, the real plugin libraries
-//! (all seven systems plus the event-log example to observe events), a
+//! (all eight systems plus the event-log example to observe events), a
 //! controllable clock, and call contexts built from resolved tokens exactly
 //! as the HTTP layer builds them.
 

@@ -10,7 +10,7 @@ use syshost_test_support::{library, system_library, PluginDir};
 
 const USER_SECTION: &str = include_str!("../plugins/user/settings-section.json");
 
-/// A running host with the seven systems and the audit log; `settings` and
+/// A running host with the eight systems and the event log; `settings` and
 /// `audit` active (and, through `wants`, `role` and `group`).
 struct Env {
     host: Host,

@@ -84,7 +84,7 @@ impl PluginDir {
         PluginDir { dir }
     }
 
-    /// A directory with the seven systems plus these extra libraries.
+    /// A directory with the eight systems plus these extra libraries.
     pub fn systems_and(extra: &[PathBuf]) -> PluginDir {
         let mut libs: Vec<PathBuf> = SYSTEMS.iter().map(|id| system_library(id)).collect();
         libs.extend(extra.iter().cloned());
