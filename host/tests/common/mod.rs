@@ -208,6 +208,7 @@ pub fn data_dir(cwd: &Path) -> PathBuf {
 
 use reqwest::blocking::Response;
 use reqwest::StatusCode;
+use serde_json::json;
 use syshost_test_support::PluginDir;
 
 /// Starts `syshost run` in `cwd` with the libraries of `plugins`, the
