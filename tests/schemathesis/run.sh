@@ -5,7 +5,7 @@
 #
 # Usage (from anywhere): tests/schemathesis/run.sh [max-examples per operation]
 # Needs: python3 with venv, and `cargo build` done (target/debug/syshost and
-# the seven plugins next to it). SCHEMATHESIS_MAX_EXAMPLES overrides the
+# the system plugins next to it). SCHEMATHESIS_MAX_EXAMPLES overrides the
 # default of 10; CI uses the default.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
