@@ -66,10 +66,11 @@ PY
 run() {
   local label=$1; shift
   echo "==> schemathesis ($label, $MAX_EXAMPLES examples per operation)"
-  "$VENV/bin/schemathesis" run "$URL/api/openapi.json" \
+  # Run from target/: schemathesis keeps a cache in ./.schemathesis.
+  (cd "$ROOT/target" && "$VENV/bin/schemathesis" run "$URL/api/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$MAX_EXAMPLES" --generation-deterministic --request-timeout 30 \
-    --suppress-health-check all --no-color "$@"
+    --suppress-health-check all --no-color "$@")
 }
 
 STATUS=0
