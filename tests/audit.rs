@@ -602,3 +602,57 @@ fn only_holders_of_audit_read_may_list() {
     assert_eq!(p["plugin"], "audit");
     env.host.shutdown();
 }
+
+#[test]
+fn the_admin_page_lists_and_filters_the_trail_for_readers_only() {
+    let data = tempfile::tempdir().unwrap();
+    let env = Env::start(PluginDir::systems_and(&[]), data.path());
+    let admin = env.create_user("admin@example.test", &["admin"], &[]);
+    let plain = env.create_user("plain@example.test", &[], &[]);
+    env.login("plain@example.test", WRONG_PASSWORD).unwrap_err();
+    let page = |id: &str, query: Value| {
+        env.as_ctx(
+            &env.ctx(Some(id)),
+            "audit",
+            "admin_audit_page",
+            json!({ "rest": "", "query": query }),
+        )
+    };
+    let view = page(&admin, json!({})).unwrap();
+    assert_eq!(view["title"], "Audit trail");
+    let text = view.to_string();
+    assert!(text.contains("session.login_failed"), "{text}");
+    assert!(text.contains("email:plain@example.test"));
+    // Failures only: the failed login, not the account creations.
+    let failures = page(&admin, json!({ "outcome": "failure" }))
+        .unwrap()
+        .to_string();
+    assert!(failures.contains("session.login_failed"));
+    assert!(!failures.contains("\"user.created\""), "{failures}");
+    // An actor filter link from the table narrows the list.
+    let by_system = page(&admin, json!({ "actor": "system", "search": "user." }))
+        .unwrap()
+        .to_string();
+    assert!(by_system.contains("user.created"));
+    assert!(!by_system.contains("session.login_failed"));
+    // A bad cursor is shown as a message, not an error page.
+    let bad = page(&admin, json!({ "cursor": "nope" }))
+        .unwrap()
+        .to_string();
+    assert!(bad.contains("not a cursor"), "{bad}");
+    // Without audit.read: refused by the host.
+    let e = page(&plain, json!({})).unwrap_err();
+    assert_eq!(e.code, codes::PERMISSION_DENIED);
+    // The page is declared with an admin-center card for audit.read holders.
+    let manifest = env.host.discovery().plugins["audit"].manifest.clone();
+    let decl = manifest
+        .pages
+        .iter()
+        .find(|p| p.path == "admin/audit")
+        .expect("page declared");
+    assert_eq!(
+        decl.card.as_ref().unwrap().permission.as_deref(),
+        Some("audit.read")
+    );
+    env.host.shutdown();
+}

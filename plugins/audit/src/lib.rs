@@ -11,11 +11,13 @@
 //! Store layout: see [`entry`].
 
 pub mod entry;
+pub mod pages;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use syshost_plugin_api::view::{Area, PageDecl};
 use syshost_plugin_api::{
     export_plugin, Access, BatchResult, CallContext, Event, Host, Manifest, Operations, Plugin,
     PluginError, Store,
@@ -116,10 +118,27 @@ impl Plugin for AuditSystem {
             .subscribe("license.*")
             .subscribe("settings.updated")
             .subscribe("host.*")
+            .page(
+                PageDecl::new(pages::PATH, "Audit trail", "admin_audit_page")
+                    .area(Area::Admin)
+                    .card(
+                        "Audit trail",
+                        "Logins and failures, lockouts, account, role, license and settings changes: who, what, when, how it ended.",
+                        Some("audit.read"),
+                    )
+                    .nav()
+                    .order(80),
+            )
     }
 
     fn operations() -> Operations<Self> {
         Operations::new()
+            .page(
+                "admin_audit_page",
+                Access::permission("audit.read"),
+                "Admin page: the audit trail, filterable by outcome, action, actor and target.",
+                Self::admin_audit_page,
+            )
             .query(
                 "ping",
                 Access::Public,
