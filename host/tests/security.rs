@@ -515,19 +515,40 @@ fn a_token_planted_before_login_is_never_reused_and_cookies_carry_the_documented
         .send()
         .unwrap();
     let (status, headers, v) = body(r);
-    // A planted (dead) cookie is refused before the login runs: 401.
-    if status == 200 {
-        let token = v["session_token"].as_str().unwrap();
-        assert_ne!(token, planted);
-        assert_eq!(
-            set_cookies(&headers),
-            [format!(
-                "syshost_session={token}; HttpOnly; SameSite=Lax; Path=/"
-            )]
-        );
-    } else {
-        assert_eq!(status, 401, "{v}");
-    }
+    // A planted (dead) cookie does not block the login: it runs
+    // anonymously and the answer replaces the cookie with a new token.
+    assert_eq!(status, 200, "{v}");
+    let token = v["session_token"].as_str().unwrap();
+    assert_ne!(token, planted);
+    assert_eq!(
+        set_cookies(&headers),
+        [format!(
+            "syshost_session={token}; HttpOnly; SameSite=Lax; Path=/"
+        )]
+    );
+    // Any other public operation with the dead cookie runs anonymously and
+    // clears it; a dead bearer token is still refused.
+    let r = c
+        .post(s.url("/api/v1/user/request_password_reset"))
+        .header("cookie", format!("syshost_session={planted}"))
+        .header("origin", s.origin())
+        .json(&json!({"email": "nobody@example.test"}))
+        .send()
+        .unwrap();
+    let (status, headers, v) = body(r);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        set_cookies(&headers),
+        ["syshost_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"]
+    );
+    let (status, _) = call(
+        &c,
+        &s,
+        "/api/v1/user/request_password_reset",
+        Some(&planted),
+        &json!({"email": "nobody@example.test"}),
+    );
+    assert_eq!(status, 401);
     assert_eq!(whoami(&planted).0, 401);
 
     // 2. An attacker's own valid session token planted in the victim's

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use syshost_plugin_api::codes;
+use syshost_plugin_api::{codes, Access};
 
 use super::auth;
 use super::call::{self, Caller};
@@ -59,7 +59,26 @@ async fn serve(
     } else {
         "{}".to_string()
     };
-    let resolved = call::call(state, &caller, &plugin, &operation, payload).await?;
+    let (resolved, caller, stale_cookie) =
+        match call::call(state, &caller, &plugin, &operation, payload.clone()).await {
+            Ok(r) => (r, caller, false),
+            // A stale session cookie must not lock a browser out of public
+            // operations (login, registration, resets): they run anonymously
+            // and the cookie is cleared. A stale bearer token stays a 401.
+            Err(e)
+                if e.code == codes::UNAUTHENTICATED
+                    && caller.uses_cookie()
+                    && decl.access == Access::Public =>
+            {
+                let anonymous = Caller {
+                    token: None,
+                    ..caller
+                };
+                let r = call::call(state, &anonymous, &plugin, &operation, payload).await?;
+                (r, anonymous, true)
+            }
+            Err(e) => return Err(e),
+        };
     label.0 = resolved.ctx.subject.label();
     let body = resolved.value?;
 
@@ -82,6 +101,11 @@ async fn serve(
         &body,
         state.opts.tls_proxy,
     );
+    if stale_cookie && !headers.contains_key(header::SET_COOKIE) {
+        if let Ok(v) = HeaderValue::from_str(&auth::clear_cookie(state.opts.tls_proxy)) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
     Ok(response)
 }
 

@@ -641,23 +641,25 @@ mod tests {
     #[test]
     fn verify_dummy_costs_like_verify() {
         let phc = hash("timing password").unwrap();
-        // Warm up, then time a few of each.
-        verify_dummy("x");
-        let _ = verify("x", &phc);
-        let start = Instant::now();
-        for _ in 0..3 {
+        // The fastest of several runs of each: preemption by other tests on
+        // a shared machine only ever makes a run slower, never faster.
+        let fastest = |f: &dyn Fn()| {
+            (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    f();
+                    start.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let real = fastest(&|| {
             let _ = verify("wrong password", &phc).unwrap();
-        }
-        let real = start.elapsed();
-        let start = Instant::now();
-        for _ in 0..3 {
-            verify_dummy("wrong password");
-        }
-        let dummy = start.elapsed();
-        eprintln!("verify: {real:?} / 3, verify_dummy: {dummy:?} / 3");
-        // Generous bounds: other tests share the CPU.
-        assert!(dummy * 4 > real, "dummy {dummy:?} vs real {real:?}");
-        assert!(real * 4 > dummy, "dummy {dummy:?} vs real {real:?}");
+        });
+        let dummy = fastest(&|| verify_dummy("wrong password"));
+        eprintln!("fastest verify: {real:?}, fastest verify_dummy: {dummy:?}");
+        assert!(dummy * 3 > real, "dummy {dummy:?} vs real {real:?}");
+        assert!(real * 3 > dummy, "dummy {dummy:?} vs real {real:?}");
     }
 
     #[test]
