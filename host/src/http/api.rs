@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use syshost_plugin_api::{codes, Access};
 
 use super::auth;
-use super::call::{self, Caller};
+use super::call::{self, Caller, StaleToken};
 use super::errors::{ApiError, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE};
 use super::{AppState, SubjectLabel};
 
@@ -59,26 +59,15 @@ async fn serve(
     } else {
         "{}".to_string()
     };
-    let (resolved, caller, stale_cookie) =
-        match call::call(state, &caller, &plugin, &operation, payload.clone()).await {
-            Ok(r) => (r, caller, false),
-            // A stale session cookie must not lock a browser out of public
-            // operations (login, registration, resets): they run anonymously
-            // and the cookie is cleared. A stale bearer token stays a 401.
-            Err(e)
-                if e.code == codes::UNAUTHENTICATED
-                    && caller.uses_cookie()
-                    && decl.access == Access::Public =>
-            {
-                let anonymous = Caller {
-                    token: None,
-                    ..caller
-                };
-                let r = call::call(state, &anonymous, &plugin, &operation, payload).await?;
-                (r, anonymous, true)
-            }
-            Err(e) => return Err(e),
-        };
+    // A stale session cookie must not lock a browser out of public
+    // operations (login, registration, resets): they run anonymously and
+    // the cookie is cleared. A stale bearer token stays a 401.
+    let stale = if caller.uses_cookie() && decl.access == Access::Public {
+        StaleToken::Anonymous
+    } else {
+        StaleToken::Refuse
+    };
+    let resolved = call::call(state, &caller, &plugin, &operation, payload, stale).await?;
     label.0 = resolved.ctx.subject.label();
     let body = resolved.value?;
 
@@ -101,7 +90,7 @@ async fn serve(
         &body,
         state.opts.tls_proxy,
     );
-    if stale_cookie && !headers.contains_key(header::SET_COOKIE) {
+    if resolved.stale_token && !headers.contains_key(header::SET_COOKIE) {
         if let Ok(v) = HeaderValue::from_str(&auth::clear_cookie(state.opts.tls_proxy)) {
             headers.append(header::SET_COOKIE, v);
         }

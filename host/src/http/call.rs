@@ -55,6 +55,19 @@ pub(crate) struct Resolved<R> {
     pub ctx: CallContext,
     /// A new token the resolver handed out (rotation), if any.
     pub replacement_token: Option<String>,
+    /// The caller's token was stale or unknown and the call ran
+    /// anonymously instead ([`StaleToken::Anonymous`]); its cookie should
+    /// be cleared.
+    pub stale_token: bool,
+}
+
+/// What a stale or unknown session token means for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StaleToken {
+    /// Refuse with `unauthenticated` (401).
+    Refuse,
+    /// Run the call anonymously (the caller clears the cookie).
+    Anonymous,
 }
 
 /// The declared operation `plugin.operation` of an active system, or the
@@ -143,7 +156,8 @@ impl Overdue {
 }
 
 /// Resolves the caller into a call context on the blocking pool and runs
-/// `f` with it there (plugin calls are synchronous).
+/// `f` with it there (plugin calls are synchronous). A stale or unknown
+/// token counts as anonymous (see [`Resolved::stale_token`]).
 pub(crate) async fn with_context<R, F>(
     state: &Arc<AppState>,
     caller: &Caller,
@@ -153,7 +167,7 @@ where
     R: Send + 'static,
     F: FnOnce(&crate::Host, &CallContext) -> R + Send + 'static,
 {
-    with_context_on(state, caller, None, f).await
+    with_context_on(state, caller, None, StaleToken::Anonymous, f).await
 }
 
 /// [`with_context`] for a call of `target` (system, operation) when known:
@@ -165,6 +179,7 @@ async fn with_context_on<R, F>(
     state: &Arc<AppState>,
     caller: &Caller,
     target: Option<(&str, &str)>,
+    stale: StaleToken,
     f: F,
 ) -> Result<Resolved<R>, ApiError>
 where
@@ -186,12 +201,26 @@ where
     let client_addr = caller.client_ip.map(|ip| ip.to_string());
     let request_id = caller.request_id.clone();
     let mut task = tokio::task::spawn_blocking(move || {
-        let (ctx, replacement_token) = context(&host, token.as_deref(), client_addr, request_id)?;
+        let resolved = context(
+            &host,
+            token.as_deref(),
+            client_addr.clone(),
+            request_id.clone(),
+        );
+        let (ctx, replacement_token, stale_token) = match resolved {
+            Ok((ctx, replacement)) => (ctx, replacement, false),
+            Err(e) if stale == StaleToken::Anonymous && e.code == codes::UNAUTHENTICATED => {
+                let (ctx, _) = context(&host, None, client_addr, request_id)?;
+                (ctx, None, true)
+            }
+            Err(e) => return Err(e),
+        };
         let value = f(&host, &ctx);
         Ok(Resolved {
             value,
             ctx,
             replacement_token,
+            stale_token,
         })
     });
     let budget = state.host.call_budget();
@@ -217,17 +246,19 @@ where
 }
 
 /// Calls `plugin.operation` with a JSON `payload` as `caller` (the host
-/// authorizes it); answers the response body and the resolution.
+/// authorizes it); answers the response body and the resolution. `stale`
+/// says what a stale or unknown token means.
 pub(crate) async fn call(
     state: &Arc<AppState>,
     caller: &Caller,
     plugin: &str,
     operation: &str,
     payload: String,
+    stale: StaleToken,
 ) -> Result<Resolved<Result<String, ApiError>>, ApiError> {
     let target = (plugin, operation);
     let (plugin, operation) = (plugin.to_string(), operation.to_string());
-    with_context_on(state, caller, Some(target), move |host, ctx| {
+    with_context_on(state, caller, Some(target), stale, move |host, ctx| {
         host.call_raw(&plugin, &operation, &payload, ctx)
             .map_err(ApiError::from)
     })

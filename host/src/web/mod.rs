@@ -241,36 +241,20 @@ struct Visit<T> {
 async fn visit<T, F>(state: &Arc<AppState>, caller: Caller, f: F) -> Result<Visit<T>, ApiError>
 where
     T: Send + 'static,
-    F: Fn(&crate::Host, &CallContext, &[Page]) -> T + Send + Sync + 'static,
+    F: FnOnce(&crate::Host, &CallContext, &[Page]) -> T + Send + 'static,
 {
-    let f = Arc::new(f);
-    let run = |caller: Caller| {
-        let f = f.clone();
-        async move {
-            call::with_context(state, &caller, move |host, ctx| {
-                let pages = pages(host);
-                let value = f(host, ctx, &pages);
-                (value, pages)
-            })
-            .await
-        }
-    };
-    let had_token = caller.token.is_some();
-    let anonymous = Caller {
-        token: None,
-        ..caller.clone()
-    };
-    let (resolved, clear_cookie) = match run(caller).await {
-        Ok(r) => (r, false),
-        Err(e) if had_token && e.code == codes::UNAUTHENTICATED => (run(anonymous).await?, true),
-        Err(e) => return Err(e),
-    };
+    let resolved = call::with_context(state, &caller, move |host, ctx| {
+        let pages = pages(host);
+        let value = f(host, ctx, &pages);
+        (value, pages)
+    })
+    .await?;
     let (value, pages) = resolved.value;
     Ok(Visit {
         value,
         ctx: resolved.ctx,
         pages,
-        clear_cookie,
+        clear_cookie: resolved.stale_token,
         replacement_token: resolved.replacement_token,
     })
 }
