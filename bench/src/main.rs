@@ -3,7 +3,7 @@
 //! Every figure is printed next to the limit it is compared with, measured
 //! in the same run on the same cores, as a ratio, with the issue's target.
 //! It drives the real release binary (`syshost` next to this executable)
-//! and the seven plugin libraries built with it; load comes from `wrk`;
+//! and the plugin libraries built with it (the seven systems and `audit`); load comes from `wrk`;
 //! the reference Argon2 implementation (libargon2) through Python's
 //! argon2-cffi. Build and run:
 //!
@@ -13,6 +13,7 @@
 //! ./target/release/syshost-bench            # everything (~15 min, ~6 GB disk)
 //! ./target/release/syshost-bench --only argon2,cold,http
 //! ./target/release/syshost-bench --smoke    # tiny sizes, a few seconds per figure
+//! ./target/release/syshost-bench --baseline bench/baseline.json   # exit 1 on a > 20 % regression
 //! ```
 
 use std::collections::BTreeSet;
@@ -27,7 +28,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{json, Value};
 
-const SYSTEMS: [&str; 7] = [
+mod baseline;
+mod micro;
+
+/// The plugin libraries `enable = ["user"]` activates: the seven systems and
+/// `audit`, which `user` wants.
+const SYSTEMS: [&str; 8] = [
+    "audit",
     "license",
     "role",
     "permission",
@@ -53,7 +60,7 @@ struct Opts {
     /// Tiny sizes and 1-second loads: checks that every figure runs.
     #[arg(long)]
     smoke: bool,
-    /// Comma-separated figure groups: argon2, cold, http, import, list, large.
+    /// Comma-separated figure groups: argon2, micro, cold, http, import, list, large.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Users of the large dataset (cold start and user list at scale).
@@ -74,11 +81,24 @@ struct Opts {
     /// Also write the results as a Markdown table to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Compare each figure's ratio with this baseline file (e.g.
+    /// `bench/baseline.json`); exit 1 if any got worse by more than 20 %.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Save this run's ratios as a baseline file.
+    #[arg(long)]
+    save_baseline: Option<PathBuf>,
+    /// Internal: time discovering the plugin libraries in DIR and opening a
+    /// fresh sled store, in this fresh process (the cold-start floor).
+    #[arg(long, hide = true, value_name = "DIR")]
+    floor_probe: Option<PathBuf>,
 }
 
 /// One measured figure next to its limit.
 #[derive(Debug, Clone)]
 struct Figure {
+    /// Stable name of the figure in baselines (no run-dependent numbers).
+    key: String,
     what: String,
     value: f64,
     unit: &'static str,
@@ -112,6 +132,10 @@ struct Bench {
 
 fn main() {
     let opts = Opts::parse();
+    if let Some(dir) = &opts.floor_probe {
+        floor_probe(dir);
+        return;
+    }
     let exe = std::env::current_exe().expect("own path");
     let dir = exe.parent().expect("exe dir").to_path_buf();
     let bin = dir.join("syshost");
@@ -164,6 +188,9 @@ fn main() {
     if b.wants("argon2") || b.wants("http") {
         b.argon2();
     }
+    if b.wants("micro") {
+        b.micro();
+    }
     if b.wants("cold") {
         b.cold_start_empty();
     }
@@ -178,6 +205,9 @@ fn main() {
     }
     b.print();
     eprintln!("total time {:.0} s", started.elapsed().as_secs_f64());
+    if !b.check_baseline() {
+        std::process::exit(1);
+    }
 }
 
 fn machine_report() {
@@ -276,6 +306,7 @@ impl Bench {
         match reference {
             Ok(r) => {
                 self.push(Figure {
+                    key: "argon2.crate_fresh_vs_libargon2".into(),
                     what: format!("argon2 crate, new memory per hash ({threads} threads)"),
                     value: fresh,
                     unit: "hash/s",
@@ -285,6 +316,7 @@ impl Bench {
                     met: Some(fresh >= 0.95 * r),
                 });
                 self.push(Figure {
+                    key: "argon2.crate_reused_vs_libargon2".into(),
                     what: format!("argon2 crate, reused memory blocks ({threads} threads)"),
                     value: reused,
                     unit: "hash/s",
@@ -298,6 +330,7 @@ impl Bench {
             Err(e) => {
                 eprintln!("libargon2 reference skipped: {e}");
                 self.push(Figure {
+                    key: "argon2.crate_reused_vs_fresh".into(),
                     what: format!("argon2 crate, reused memory blocks ({threads} threads)"),
                     value: reused,
                     unit: "hash/s",
@@ -308,6 +341,117 @@ impl Bench {
                 });
             }
         }
+    }
+
+    // -----------------------------------------------------------------
+    // In-process micro figures (the criterion benches' measurements).
+    // -----------------------------------------------------------------
+
+    fn micro(&mut self) {
+        let data = self.work.join("micro");
+        let _ = std::fs::remove_dir_all(&data);
+        let d = if self.opts.smoke {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(3)
+        };
+        let m = match micro::measure(self.plugins.path(), &data, d) {
+            Ok(m) => m,
+            Err(e) => panic!("micro figures: {e}"),
+        };
+        let _ = std::fs::remove_dir_all(&data);
+        self.push(Figure {
+            key: "micro.call_round_trip".into(),
+            what: "cross-plugin call round trip (permission.check, 3 ids)".into(),
+            value: m.call_round_trip_ns / 1000.0,
+            unit: "µs",
+            limit_what: "direct Rust call, same serde work".into(),
+            limit: m.call_direct_ns / 1000.0,
+            target: "≤ 2× and < 5 µs".into(),
+            met: Some(
+                m.call_round_trip_ns <= 2.0 * m.call_direct_ns && m.call_round_trip_ns < 5000.0,
+            ),
+        });
+        self.push(Figure {
+            key: "micro.permission_check".into(),
+            what: "permission check on a cached subject (Host::subject)".into(),
+            value: m.cached_subject_ns,
+            unit: "ns",
+            limit_what: "HashSet<String>::contains".into(),
+            limit: m.hash_set_ns,
+            target: "< 100 ns".into(),
+            met: Some(m.cached_subject_ns < 100.0),
+        });
+    }
+
+    /// Saves and/or compares the baseline; false if a figure regressed.
+    fn check_baseline(&self) -> bool {
+        let now = baseline::Baseline {
+            measured_on: format!(
+                "{} cores; load average at the end: {}",
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .trim()
+            ),
+            figures: self
+                .figures
+                .iter()
+                .map(|f| {
+                    (
+                        f.key.clone(),
+                        baseline::Entry {
+                            ratio: f.ratio(),
+                            value: f.value,
+                            unit: f.unit.into(),
+                            better: baseline::Better::of_unit(f.unit),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        if let Some(path) = &self.opts.save_baseline {
+            match now.save(path) {
+                Ok(()) => println!("baseline saved to {}", path.display()),
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+        let Some(path) = &self.opts.baseline else {
+            return true;
+        };
+        let base = match baseline::Baseline::load(path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return false;
+            }
+        };
+        let verdicts = base.compare(&now);
+        let mut ok = true;
+        println!(
+            "\nagainst baseline {} ({}):",
+            path.display(),
+            base.measured_on
+        );
+        for v in &verdicts {
+            println!(
+                "  {:<34} ratio {:>9.3} (baseline {:>9.3}): {:+.0} % {}",
+                v.key,
+                v.now,
+                v.base,
+                -v.worse_by * 100.0,
+                if v.regressed() {
+                    ok = false;
+                    "REGRESSION (worse by more than 20 %)"
+                } else {
+                    "ok"
+                }
+            );
+        }
+        if verdicts.is_empty() {
+            println!("  no figure of this run is in the baseline");
+        }
+        ok
     }
 
     // -----------------------------------------------------------------
@@ -425,10 +569,11 @@ impl Bench {
         let median = median(&mut times);
         let floor = load_floor_ms(&self.plugins);
         self.push(Figure {
+            key: "cold.empty".into(),
             what: format!("cold start to /readyz, empty store (median of {runs})"),
             value: median,
             unit: "ms",
-            limit_what: "dlopen 7 libraries + open sled".into(),
+            limit_what: "exec + dlopen 8 libraries + open sled".into(),
             limit: floor,
             target: "< 150 ms".into(),
             met: Some(median < 150.0),
@@ -459,6 +604,7 @@ impl Bench {
         let script = lua_post("/api/v1/session/whoami", "{}", Some(&token));
         let whoami = wrk(&server.base, "/", Some(&script), 32, d, false);
         self.push(Figure {
+            key: "http.whoami".into(),
             what: "session.whoami over HTTP (authenticated, wrk -c32)".into(),
             value: whoami.rps,
             unit: "req/s",
@@ -479,6 +625,7 @@ impl Bench {
         let script = lua_login(&emails, syshost::dataset::DEFAULT_SEED_PASSWORD);
         let logins = wrk(&server.base, "/", Some(&script), 8, d, false);
         self.push(Figure {
+            key: "http.login".into(),
             what: format!("login over HTTP (wrk -c8, {} non-2xx)", logins.errors),
             value: logins.rps,
             unit: "req/s",
@@ -508,6 +655,7 @@ impl Bench {
         let script = lua_register();
         let regs = wrk(&server.base, "/", Some(&script), 8, d, false);
         self.push(Figure {
+            key: "http.registration".into(),
             what: format!("registration over HTTP (wrk -c8, {} non-2xx)", regs.errors),
             value: regs.rps,
             unit: "req/s",
@@ -532,6 +680,7 @@ impl Bench {
         let (raw, keys) = raw_user_bytes(&data);
         let sled_rate = sled_batch_rate(&data, n, &self.work.join("sled-limit"));
         self.push(Figure {
+            key: "import.rate".into(),
             what: format!(
                 "bulk import of {n} users (dev seed, 1000/batch; wall {:.1} s)",
                 wall.as_secs_f64()
@@ -545,6 +694,7 @@ impl Bench {
         });
         let disk = dir_size(&data.join("store")) as f64 / n as f64;
         self.push(Figure {
+            key: "import.bytes_per_user".into(),
             what: format!("bytes on disk per user after import ({keys} keys)"),
             value: disk,
             unit: "B/user",
@@ -577,6 +727,11 @@ impl Bench {
         let run = wrk(&server.base, "/", Some(&script), 1, self.secs(), true);
         drop(server);
         let (b50, b99) = in_memory_list(n, SEARCH);
+        let scale = if n == self.opts.large_users {
+            "large"
+        } else {
+            "import"
+        };
         for (label, value, base, pct) in [
             ("p50", run.p50_ms, b50, "p50"),
             ("p99", run.p99_ms, b99, "p99"),
@@ -587,6 +742,7 @@ impl Bench {
                 None
             };
             self.push(Figure {
+                key: format!("list.{label}.{scale}"),
                 what: format!(
                     "user.list {label}, {n} users, sort email, search '{SEARCH}' ({total} hits), page 50"
                 ),
@@ -624,10 +780,11 @@ impl Bench {
         let median = median(&mut times);
         let floor = load_floor_ms(&self.plugins);
         self.push(Figure {
+            key: "large.cold".into(),
             what: format!("cold start to /readyz, {n} users (median of {runs})"),
             value: median,
             unit: "ms",
-            limit_what: "dlopen 7 libraries + open sled".into(),
+            limit_what: "exec + dlopen 8 libraries + open sled".into(),
             limit: floor,
             target: "< 1 s".into(),
             met: Some(median < 1000.0),
@@ -691,20 +848,37 @@ fn login(client: &reqwest::blocking::Client, base: &str, email: &str, password: 
         .to_string()
 }
 
-/// The floor of a cold start: loading the 7 libraries (dlopen and the
-/// abi_stable checks) and opening a fresh sled database, in this process.
+/// The floor of a cold start: a fresh process (this driver, `--floor-probe`)
+/// that discovers and loads the plugin libraries (dlopen and the abi_stable
+/// checks) and opens a fresh sled store — spawn to exit, median of 5, the
+/// same way the cold start itself is timed.
 fn load_floor_ms(plugins: &tempfile::TempDir) -> f64 {
+    let exe = std::env::current_exe().expect("own path");
     let mut times = Vec::new();
     for _ in 0..5 {
-        let dir = tempfile::tempdir().expect("temp dir");
         let t = Instant::now();
-        let discovery = syshost::discovery::discover(&[plugins.path().to_path_buf()]);
-        assert_eq!(discovery.plugins.len(), 7, "{:?}", discovery.errors);
-        let db = sled::open(dir.path().join("store")).expect("sled");
-        db.flush().expect("flush");
+        let status = Command::new(&exe)
+            .arg("--floor-probe")
+            .arg(plugins.path())
+            .stdout(Stdio::null())
+            .status()
+            .expect("spawn the floor probe");
+        assert!(status.success(), "the floor probe failed");
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     median(&mut times)
+}
+
+/// The work of the floor probe, in a fresh process.
+fn floor_probe(plugins: &Path) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let discovery = syshost::discovery::discover(&[plugins.to_path_buf()]);
+    if discovery.plugins.len() != SYSTEMS.len() {
+        eprintln!("floor probe: {:?}", discovery.errors);
+        std::process::exit(1);
+    }
+    let db = sled::open(dir.path().join("store")).expect("sled");
+    db.flush().expect("flush");
 }
 
 // ---------------------------------------------------------------------
