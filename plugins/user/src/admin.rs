@@ -13,13 +13,13 @@ use syshost_plugin_api::{CallContext, PluginError};
 
 use crate::codes::{self, CodeRecord};
 use crate::email;
+use crate::index;
 use crate::model::{
     change, ChangeEmailRequest, ConsentEntry, CreateRequest, CreatedEvent, Ctx, DeleteRequest,
     DeleteResponse, DeletedEvent, Empty, ExportFormat, ExportRequest, ExportResponse, IdRequest,
     LicenseRequest, ListRequest, ListResponse, PasswordChangedEvent, RequirePasswordChangeRequest,
     SetGroupsRequest, SetPasswordRequest, SetPermissionsRequest, SetRolesRequest, SetStatusRequest,
-    SetVerifiedRequest, SortKey, SortOrder, StateName, Status, StatusFilter, UpdateContactRequest,
-    UpdatedEvent, User, UserRecord,
+    SetVerifiedRequest, StateName, Status, UpdateContactRequest, UpdatedEvent, User, UserRecord,
 };
 use crate::password::{self, PasswordPolicy};
 use crate::profile::Profile;
@@ -373,7 +373,6 @@ pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, Plu
     };
     let lifetimes = code_lifetimes(ctx)?;
 
-    let store = ctx.store();
     for _ in 0..store::MAX_ATTEMPTS {
         let id = codes::new_id()?;
         let now = ctx.now();
@@ -408,7 +407,7 @@ pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, Plu
             verify_code = Some(code);
             code_records.push((PURPOSE_VERIFY, rec));
         }
-        match store::insert(&store, &record, credential.as_deref(), &code_records)? {
+        match store::insert(ctx, &record, credential.as_deref(), &code_records)? {
             Inserted::Committed => {
                 ctx.host.publish(
                     "user.created",
@@ -490,25 +489,6 @@ pub fn get(ctx: &Ctx, req: IdRequest, _: &CallContext) -> Result<User, PluginErr
     Ok(view(ctx, &record))
 }
 
-fn matches_status(filter: StatusFilter, status: &Status, now: i64) -> bool {
-    match filter {
-        StatusFilter::Enabled => !matches!(status, Status::Disabled),
-        StatusFilter::Disabled => matches!(status, Status::Disabled),
-        StatusFilter::Expired => status.is_expired(now),
-        StatusFilter::Active => status.is_active(now),
-    }
-}
-
-fn lower(s: &Option<String>) -> String {
-    s.as_deref().unwrap_or("").to_lowercase()
-}
-
-fn matches_search(needle: &str, record: &UserRecord) -> bool {
-    record.email.to_lowercase().contains(needle)
-        || lower(&record.profile.first_name).contains(needle)
-        || lower(&record.profile.last_name).contains(needle)
-}
-
 /// `list` (permission `user.read`): users filtered by search text, status,
 /// role and group, sorted and paged.
 pub fn list(ctx: &Ctx, req: ListRequest, _: &CallContext) -> Result<ListResponse, PluginError> {
@@ -534,87 +514,30 @@ pub fn list(ctx: &Ctx, req: ListRequest, _: &CallContext) -> Result<ListResponse
     if let Some(group) = &req.group {
         check_id("group", group)?;
     }
-    let sort = req.sort.unwrap_or_default();
-    let order = req.order.unwrap_or_default();
-    let offset = usize::try_from(req.offset).unwrap_or(usize::MAX);
-    let limit = usize::try_from(req.limit).unwrap_or(500);
-    let store = ctx.store();
-    let now = ctx.now();
-
-    let unfiltered = search.is_none() && req.status.is_none();
-    let ids: Vec<String> = match (&req.role, &req.group) {
-        (Some(role), Some(group)) => {
-            let members: BTreeSet<String> =
-                store::member_ids(&store, &store::group_members_prefix(group))?
-                    .into_iter()
-                    .collect();
-            store::member_ids(&store, &store::role_members_prefix(role))?
-                .into_iter()
-                .filter(|id| members.contains(id))
-                .collect()
-        }
-        (Some(role), None) => store::member_ids(&store, &store::role_members_prefix(role))?,
-        (None, Some(group)) => store::member_ids(&store, &store::group_members_prefix(group))?,
-        (None, None) => store::all_ids(&store)?,
+    let query = index::Query {
+        search: search.as_deref(),
+        status: req.status,
+        role: req.role.as_deref(),
+        group: req.group.as_deref(),
+        sort: req.sort.unwrap_or_default(),
+        order: req.order.unwrap_or_default(),
+        offset: usize::try_from(req.offset).unwrap_or(usize::MAX),
+        limit: usize::try_from(req.limit).unwrap_or(500),
+        now: ctx.now(),
     };
-
-    // Fast path: every user in creation order needs no record but the page.
-    if unfiltered && sort == SortKey::CreatedAt && req.role.is_none() && req.group.is_none() {
-        let total = ids.len() as u64;
-        let ordered: Box<dyn Iterator<Item = &String>> = match order {
-            SortOrder::Asc => Box::new(ids.iter()),
-            SortOrder::Desc => Box::new(ids.iter().rev()),
-        };
-        let mut items = Vec::new();
-        for id in ordered.skip(offset).take(limit) {
-            // A user deleted between the scan and this read is skipped.
-            if let Some((_, record)) = store::load(&store, id)? {
-                items.push(view(ctx, &record));
-            }
+    let page = ctx.users.list(&ctx.host, &query)?;
+    let store = ctx.store();
+    let mut items = Vec::with_capacity(page.ids.len());
+    for id in &page.ids {
+        // A user deleted since the index answered is skipped.
+        if let Some((_, record)) = store::load(&store, id)? {
+            items.push(view(ctx, &record));
         }
-        return Ok(ListResponse { items, total });
     }
-
-    let mut records = Vec::new();
-    for id in &ids {
-        let Some((_, record)) = store::load(&store, id)? else {
-            continue;
-        };
-        if let Some(filter) = req.status {
-            if !matches_status(filter, &record.status, now) {
-                continue;
-            }
-        }
-        if let Some(needle) = &search {
-            if !matches_search(needle, &record) {
-                continue;
-            }
-        }
-        records.push(record);
-    }
-    match sort {
-        SortKey::Email => records.sort_by_cached_key(|r| (email::key(&r.email), r.id.clone())),
-        SortKey::Name => records.sort_by_cached_key(|r| {
-            (
-                lower(&r.profile.last_name),
-                lower(&r.profile.first_name),
-                email::key(&r.email),
-                r.id.clone(),
-            )
-        }),
-        SortKey::CreatedAt => records.sort_by_cached_key(|r| (r.created_at, r.id.clone())),
-    }
-    if order == SortOrder::Desc {
-        records.reverse();
-    }
-    let total = records.len() as u64;
-    let items = records
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|r| view(ctx, r))
-        .collect();
-    Ok(ListResponse { items, total })
+    Ok(ListResponse {
+        items,
+        total: page.total,
+    })
 }
 
 // ---------------------------------------------------------------------------

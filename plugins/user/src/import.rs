@@ -276,7 +276,7 @@ pub fn import(
             starts.push(ops.len());
             ops.extend(store::insert_ops(record, credential.as_deref(), &[])?);
         }
-        match store::commit(&store, ops)? {
+        match store::commit_new_users(ctx, &store, ops, records.iter().map(|(r, _)| r))? {
             BatchResult::Committed => {
                 for (record, _) in &records {
                     ctx.host.publish(

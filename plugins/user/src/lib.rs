@@ -8,6 +8,7 @@
 //! Modules: [`model`] (records, views, requests), [`store`] (key layout and
 //! atomic write helpers), [`admin`] (administrative operations),
 //! [`bulk`] (bulk delete / enable / disable for the admin table),
+//! [`index`] (the in-memory index `list` answers from),
 //! [`subject`] (`subject`, `authenticate`), [`cleanup`] (reactions to
 //! `role.deleted` / `group.deleted`), [`selfservice`] (registration,
 //! confirmation, resets, own profile and consents), [`avatar`],
@@ -25,6 +26,7 @@ pub mod cleanup;
 pub mod codes;
 pub mod email;
 pub mod import;
+pub mod index;
 pub mod mails;
 pub mod model;
 pub mod pages;
@@ -360,6 +362,7 @@ impl Plugin for UserSystem {
         let ctx = Ctx {
             host,
             code_key: Arc::new(code_key),
+            users: Arc::new(index::UserIndex::new()),
         };
         bootstrap::ensure_first_admin(&ctx)?;
         cleanup::release_orphaned_seats(&ctx)?;

@@ -24,6 +24,9 @@ pub struct Ctx {
     pub host: Host,
     /// HMAC key for one-time codes (`secret/code_key`, 32 random bytes).
     pub code_key: Arc<[u8; 32]>,
+    /// The in-memory index `list` answers from; every write of a user
+    /// record goes through [`crate::index::UserIndex::write`].
+    pub users: Arc<crate::index::UserIndex>,
 }
 
 /// The id of the settings section the user system owns.

@@ -20,6 +20,10 @@
 //! [`MAX_ATTEMPTS`] times). Because every write bumps `rev`, a batch that
 //! expects the record also proves that no other key of that user changed
 //! since it was read (which makes `delete`'s scan of `code/<id>/` exact).
+//!
+//! **The user index.** Every commit that writes a `user/<id>` record runs
+//! through [`crate::index::UserIndex::write`] (here and in `import`), which
+//! keeps the in-memory index `list` answers from equal to the store.
 
 use std::collections::BTreeSet;
 
@@ -27,6 +31,7 @@ use syshost_plugin_api::{BatchResult, PluginError, Store};
 
 use crate::codes::CodeRecord;
 use crate::email;
+use crate::index::Change;
 use crate::model::{Ctx, UserRecord};
 
 /// How often a conditional write is retried when a concurrent change won.
@@ -124,6 +129,15 @@ pub fn commit(store: &Store, ops: Vec<Op>) -> Result<BatchResult, PluginError> {
         };
     }
     batch.commit()
+}
+
+/// `change` when the batch committed, nothing otherwise (the index
+/// follows only applied batches).
+pub fn committed<'a>(outcome: &BatchResult, change: Change<'a>) -> Vec<Change<'a>> {
+    match outcome {
+        BatchResult::Committed => vec![change],
+        BatchResult::PreconditionFailed(_) => Vec::new(),
+    }
 }
 
 /// The error for an unknown user id.
@@ -271,6 +285,26 @@ pub fn insert_ops(
     Ok(ops)
 }
 
+/// Commits `ops`, a batch creating the users `records` (such as
+/// [`insert_ops`] of each), and adds them to the user index when it
+/// committed.
+pub fn commit_new_users<'a>(
+    ctx: &Ctx,
+    store: &Store,
+    ops: Vec<Op>,
+    records: impl Iterator<Item = &'a UserRecord> + Clone,
+) -> Result<BatchResult, PluginError> {
+    let ids: Vec<&str> = records.clone().map(|r| r.id.as_str()).collect();
+    ctx.users.write(
+        &ids,
+        || commit(store, ops),
+        |outcome| match outcome {
+            BatchResult::Committed => records.map(Change::Put).collect(),
+            BatchResult::PreconditionFailed(_) => Vec::new(),
+        },
+    )
+}
+
 /// What [`insert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -282,15 +316,22 @@ pub enum Inserted {
     EmailTaken,
 }
 
-/// Stores a brand-new user atomically (see [`insert_ops`]).
+/// Stores a brand-new user atomically (see [`insert_ops`]) and adds it to
+/// the user index.
 pub fn insert(
-    store: &Store,
+    ctx: &Ctx,
     record: &UserRecord,
     credential: Option<&str>,
     codes: &[(&str, CodeRecord)],
 ) -> Result<Inserted, PluginError> {
     let ops = insert_ops(record, credential, codes)?;
-    Ok(match commit(store, ops)? {
+    let store = ctx.store();
+    let outcome = ctx.users.write(
+        &[record.id.as_str()],
+        || commit(&store, ops),
+        |outcome| committed(outcome, Change::Put(record)),
+    )?;
+    Ok(match outcome {
         BatchResult::Committed => Inserted::Committed,
         BatchResult::PreconditionFailed(0) => Inserted::IdTaken,
         BatchResult::PreconditionFailed(_) => Inserted::EmailTaken,
@@ -372,7 +413,12 @@ where
         );
         ops.extend(extra);
         ops.push(Op::Put(user_key(id), serde_json::to_vec(&after)?));
-        match commit(&store, ops)? {
+        let outcome = ctx.users.write(
+            &[id],
+            || commit(&store, ops),
+            |outcome| committed(outcome, Change::Put(&after)),
+        )?;
+        match outcome {
             BatchResult::Committed => {
                 return Ok(Modified {
                     before,
@@ -435,7 +481,12 @@ pub fn delete_user(ctx: &Ctx, id: &str) -> Result<UserRecord, PluginError> {
             &BTreeSet::new(),
             group_member_key,
         );
-        match commit(&store, ops)? {
+        let outcome = ctx.users.write(
+            &[id],
+            || commit(&store, ops),
+            |outcome| committed(outcome, Change::Remove(id)),
+        )?;
+        match outcome {
             BatchResult::Committed => return Ok(record),
             BatchResult::PreconditionFailed(_) => continue,
         }

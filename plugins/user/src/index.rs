@@ -1,0 +1,1067 @@
+//! The in-memory user index behind `list`.
+//!
+//! `list` filters by a search text, status, role and group, sorts by
+//! address, name or creation time and pages. Answering that from the store
+//! means decoding every user record per request; this index holds, per user,
+//! only what `list` needs — the lower-cased address, first and last name
+//! (the sort keys and the searched text), creation time, status and the
+//! role and group ids — and answers with the ids of one page.
+//!
+//! **Structure.** Rows live in slots (`Vec<Option<Row>>`); a row is never
+//! changed in place: a changed user gets a new slot and its old slot becomes
+//! empty (dead). Posting lists name slots in ascending order: one per byte
+//! trigram of the three searched fields (never across fields), one per role
+//! and one per group. A dead slot stays in its posting lists and is skipped
+//! when read; when dead slots outnumber live ones (plus 4096) everything is
+//! rebuilt densely. Three ordered sets (`(address, id)`, `(last, first,
+//! address, id)`, `(created_at, id)`) answer unfiltered pages in
+//! O(offset + page).
+//!
+//! **Queries.** A search term of 3+ bytes reads the shortest posting list of
+//! its trigrams (or of the role/group filter), every other filtered query
+//! reads the role/group list or every row; each candidate is verified
+//! exactly (substring of a field, status at `now`, membership), and the
+//! requested page is picked by a partial selection over the matches.
+//!
+//! **Invariant: the index equals the store.** It is built lazily by the
+//! first `list` (never at activation), by paging through `user/` and
+//! decoding only the indexed fields. Every write of a user record goes
+//! through [`UserIndex::write`]: it holds a per-user stripe lock around the
+//! store commit and the index update, so index updates of one user happen in
+//! the order of the commits; a failed commit (precondition) changes nothing;
+//! a commit that errored (outcome unknown) drops the index, which the next
+//! `list` rebuilds. Writes during a build are remembered by id and re-read
+//! from the store before the built index is published.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use serde::Deserialize;
+use syshost_plugin_api::{Host, PluginError, Store};
+
+use crate::model::{SortKey, SortOrder, Status, StatusFilter, UserRecord};
+use crate::store;
+
+/// Number of per-user write locks.
+const STRIPES: usize = 64;
+/// Pairs read per store scan while building.
+const BUILD_PAGE: usize = 2048;
+/// First key after every `user/<id>` key.
+const USER_END: &[u8] = b"user0";
+/// Dead slots tolerated beyond the live ones before a compaction.
+const DEAD_SLACK: usize = 4096;
+
+/// Whether `status` passes the `list` status filter at `now`.
+pub fn matches_status(filter: StatusFilter, status: &Status, now: i64) -> bool {
+    match filter {
+        StatusFilter::Enabled => !matches!(status, Status::Disabled),
+        StatusFilter::Disabled => matches!(status, Status::Disabled),
+        StatusFilter::Expired => status.is_expired(now),
+        StatusFilter::Active => status.is_active(now),
+    }
+}
+
+/// One `list` query (already validated; `search` trimmed and lower-cased,
+/// `None` when blank).
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    /// Lower-cased substring of the address, first or last name.
+    pub search: Option<&'a str>,
+    /// Status filter.
+    pub status: Option<StatusFilter>,
+    /// Only holders of this role.
+    pub role: Option<&'a str>,
+    /// Only members of this group.
+    pub group: Option<&'a str>,
+    /// Sort key.
+    pub sort: SortKey,
+    /// Sort direction.
+    pub order: SortOrder,
+    /// Matches to skip.
+    pub offset: usize,
+    /// Page size.
+    pub limit: usize,
+    /// The time status filters are evaluated at (ms since the epoch).
+    pub now: i64,
+}
+
+/// The answer of a query: the ids of one page and the number of matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The page's user ids, in order.
+    pub ids: Vec<String>,
+    /// How many users match in total.
+    pub total: u64,
+}
+
+/// A change of the store the index must follow.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// The user now has this record (created or changed).
+    Put(&'a UserRecord),
+    /// The user with this id no longer exists.
+    Remove(&'a str),
+}
+
+impl Change<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Change::Put(record) => &record.id,
+            Change::Remove(id) => id,
+        }
+    }
+}
+
+/// The index and its lifecycle; shared by every handler thread (see the
+/// module docs for the invariant).
+pub struct UserIndex {
+    state: RwLock<State>,
+    build: Mutex<()>,
+    stripes: Vec<Mutex<()>>,
+}
+
+enum State {
+    /// Not built (or dropped): writes need not be recorded.
+    Absent,
+    /// A build is scanning the store: writes record the ids they touched.
+    Building {
+        pending: HashSet<String>,
+        poisoned: bool,
+    },
+    /// Built and current.
+    Ready(Box<Index>),
+}
+
+impl Default for UserIndex {
+    fn default() -> Self {
+        UserIndex::new()
+    }
+}
+
+impl UserIndex {
+    /// An index that is not built yet.
+    pub fn new() -> Self {
+        UserIndex {
+            state: RwLock::new(State::Absent),
+            build: Mutex::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    fn lock_read(&self) -> RwLockReadGuard<'_, State> {
+        if self.state.is_poisoned() {
+            // A panic while the index was changed: it may be inexact.
+            drop(self.lock_write());
+        }
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_write(&self) -> RwLockWriteGuard<'_, State> {
+        match self.state.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                let mut guard = poisoned.into_inner();
+                *guard = State::Absent;
+                self.state.clear_poison();
+                guard
+            }
+        }
+    }
+
+    /// Whether the index is built (for tests and logs).
+    pub fn is_built(&self) -> bool {
+        matches!(&*self.lock_read(), State::Ready(_))
+    }
+
+    /// Drops the index; the next `list` rebuilds it.
+    pub fn invalidate(&self) {
+        let mut state = self.lock_write();
+        match &mut *state {
+            State::Building { poisoned, .. } => *poisoned = true,
+            _ => *state = State::Absent,
+        }
+    }
+
+    /// Runs `commit` — a store write of the users `ids` — under those users'
+    /// write locks, then applies `changes(&outcome)` to the index. When
+    /// `commit` errs the outcome is unknown and the index is dropped.
+    pub fn write<'a, T>(
+        &self,
+        ids: &[&str],
+        commit: impl FnOnce() -> Result<T, PluginError>,
+        changes: impl FnOnce(&T) -> Vec<Change<'a>>,
+    ) -> Result<T, PluginError> {
+        let _locks = self.lock_stripes(ids);
+        let outcome = commit();
+        match &outcome {
+            Ok(value) => {
+                let changes = changes(value);
+                if !changes.is_empty() {
+                    self.apply(&changes);
+                }
+            }
+            Err(_) => self.invalidate(),
+        }
+        outcome
+    }
+
+    fn lock_stripes(&self, ids: &[&str]) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = ids
+            .iter()
+            .map(|id| {
+                let mut h = DefaultHasher::new();
+                id.hash(&mut h);
+                (h.finish() % STRIPES as u64) as usize
+            })
+            .collect();
+        // Ascending order: two writers never wait for each other in a cycle.
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .into_iter()
+            .map(|i| {
+                self.stripes[i]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            })
+            .collect()
+    }
+
+    fn apply(&self, changes: &[Change<'_>]) {
+        let mut state = self.lock_write();
+        match &mut *state {
+            State::Absent => {}
+            State::Building { pending, .. } => {
+                pending.extend(changes.iter().map(|c| c.id().to_string()));
+            }
+            State::Ready(index) => {
+                for change in changes {
+                    match change {
+                        Change::Put(record) => index.put(Fields::of_record(record)),
+                        Change::Remove(id) => index.remove(id),
+                    }
+                }
+                index.compact_if_needed();
+            }
+        }
+    }
+
+    /// Answers `query`, building the index first when it is not built.
+    pub fn list(&self, host: &Host, query: &Query<'_>) -> Result<Page, PluginError> {
+        for _ in 0..3 {
+            if let State::Ready(index) = &*self.lock_read() {
+                return Ok(index.query(query));
+            }
+            self.build(host)?;
+        }
+        Err(PluginError::conflict(
+            "the user list changed while it was being indexed; try again",
+        ))
+    }
+
+    /// Builds the index from the store unless it is built.
+    fn build(&self, host: &Host) -> Result<(), PluginError> {
+        let _one_build = self.build.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut state = self.lock_write();
+            match &*state {
+                State::Ready(_) => return Ok(()),
+                State::Building { .. } | State::Absent => {
+                    *state = State::Building {
+                        pending: HashSet::new(),
+                        poisoned: false,
+                    }
+                }
+            }
+        }
+        let started = Instant::now();
+        let store = host.store();
+        let scanned = scan(&store);
+        let mut state = self.lock_write();
+        let State::Building { pending, poisoned } = std::mem::replace(&mut *state, State::Absent)
+        else {
+            return Ok(());
+        };
+        let mut index = scanned?;
+        if poisoned {
+            return Ok(());
+        }
+        for id in &pending {
+            match store.get(store::user_key(id))? {
+                Some(bytes) => index.put(Fields::of_stored(&decode_fields(&bytes)?)),
+                None => index.remove(id),
+            }
+        }
+        index.compact_if_needed();
+        host.info(format!(
+            "user index built: {} users in {} ms",
+            index.live(),
+            started.elapsed().as_millis()
+        ));
+        *state = State::Ready(Box::new(index));
+        Ok(())
+    }
+}
+
+/// Reads every user record, page by page, decoding only the indexed fields.
+fn scan(store: &Store) -> Result<Index, PluginError> {
+    let mut rows = Vec::new();
+    let mut interner = Interner::default();
+    let mut start = store::USER_PREFIX.as_bytes().to_vec();
+    loop {
+        let page = store.range(&start, Some(USER_END), BUILD_PAGE)?;
+        for (_, value) in &page {
+            rows.push(Row::new(
+                Fields::of_stored(&decode_fields(value)?),
+                &mut interner,
+            ));
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == BUILD_PAGE => {
+                start.clone_from(last);
+                start.push(0);
+            }
+            _ => break,
+        }
+    }
+    Ok(Index::from_rows(rows, interner))
+}
+
+// ---------------------------------------------------------------------------
+// Decoding only what the index needs
+// ---------------------------------------------------------------------------
+
+/// A string borrowed from the stored JSON unless it holds escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+#[derive(Deserialize, Default)]
+struct StoredNames<'a> {
+    #[serde(default, borrow)]
+    first_name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    last_name: Option<Text<'a>>,
+}
+
+/// The indexed fields of a stored [`UserRecord`]; every other field is
+/// skipped without being decoded into values.
+#[derive(Deserialize)]
+struct StoredFields<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    email: Text<'a>,
+    status: Status,
+    created_at: i64,
+    #[serde(default, borrow)]
+    profile: StoredNames<'a>,
+    #[serde(default, borrow)]
+    roles: Vec<Text<'a>>,
+    #[serde(default, borrow)]
+    groups: Vec<Text<'a>>,
+}
+
+/// The indexed fields of one user.
+struct Fields<'a> {
+    id: &'a str,
+    email: &'a str,
+    status: Status,
+    created_at: i64,
+    first: Option<&'a str>,
+    last: Option<&'a str>,
+    roles: Vec<&'a str>,
+    groups: Vec<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn of_record(r: &'a UserRecord) -> Self {
+        Fields {
+            id: &r.id,
+            email: &r.email,
+            status: r.status,
+            created_at: r.created_at,
+            first: r.profile.first_name.as_deref(),
+            last: r.profile.last_name.as_deref(),
+            roles: r.roles.iter().map(String::as_str).collect(),
+            groups: r.groups.iter().map(String::as_str).collect(),
+        }
+    }
+
+    fn of_stored(s: &'a StoredFields<'a>) -> Self {
+        Fields {
+            id: &s.id.0,
+            email: &s.email.0,
+            status: s.status,
+            created_at: s.created_at,
+            first: s.profile.first_name.as_ref().map(|t| &*t.0),
+            last: s.profile.last_name.as_ref().map(|t| &*t.0),
+            roles: s.roles.iter().map(|t| &*t.0).collect(),
+            groups: s.groups.iter().map(|t| &*t.0).collect(),
+        }
+    }
+}
+
+/// Decodes the indexed fields of a stored record.
+fn decode_fields(bytes: &[u8]) -> Result<StoredFields<'_>, PluginError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| PluginError::storage(format!("a stored user record is not valid: {e}")))
+}
+
+// ---------------------------------------------------------------------------
+// The index proper
+// ---------------------------------------------------------------------------
+
+/// A fast hasher for `u32` trigram keys (a multiplicative hash; the keys
+/// are not attacker-chosen in a way that matters: at worst a slower map).
+#[derive(Default)]
+struct GramHasher(u64);
+
+impl Hasher for GramHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type GramMap = HashMap<u32, Vec<u32>, BuildHasherDefault<GramHasher>>;
+
+/// Shares one allocation per distinct role or group id.
+#[derive(Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
+/// What the index keeps per user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    id: Arc<str>,
+    /// Lower-cased address (`email::key`): sort key and searched text.
+    email: Arc<str>,
+    /// Lower-cased first name ("" when absent).
+    first: Arc<str>,
+    /// Lower-cased last name ("" when absent).
+    last: Arc<str>,
+    created_at: i64,
+    status: Status,
+    roles: Box<[Arc<str>]>,
+    groups: Box<[Arc<str>]>,
+}
+
+fn lower(s: Option<&str>) -> Arc<str> {
+    Arc::from(s.unwrap_or("").to_lowercase())
+}
+
+impl Row {
+    fn new(f: Fields<'_>, interner: &mut Interner) -> Row {
+        Row {
+            id: Arc::from(f.id),
+            email: Arc::from(f.email.to_lowercase()),
+            first: lower(f.first),
+            last: lower(f.last),
+            created_at: f.created_at,
+            status: f.status,
+            roles: f.roles.iter().map(|r| interner.get(r)).collect(),
+            groups: f.groups.iter().map(|g| interner.get(g)).collect(),
+        }
+    }
+
+    /// Whether the search needle (lower-cased) is a substring of a field.
+    fn matches_text(&self, needle: &str) -> bool {
+        self.email.contains(needle) || self.first.contains(needle) || self.last.contains(needle)
+    }
+
+    /// Every distinct trigram of the searched fields.
+    fn grams(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for field in [&self.email, &self.first, &self.last] {
+            out.extend(grams_of(field.as_bytes()));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// The byte trigrams of `text` (a substring of a field has all its trigrams
+/// in that field; UTF-8 makes byte and character substrings agree).
+fn grams_of(text: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    text.windows(3)
+        .map(|w| (u32::from(w[0]) << 16) | (u32::from(w[1]) << 8) | u32::from(w[2]))
+}
+
+fn cmp_rows(sort: SortKey, a: &Row, b: &Row) -> Ordering {
+    match sort {
+        SortKey::Email => (&a.email, &a.id).cmp(&(&b.email, &b.id)),
+        SortKey::Name => {
+            (&a.last, &a.first, &a.email, &a.id).cmp(&(&b.last, &b.first, &b.email, &b.id))
+        }
+        SortKey::CreatedAt => (a.created_at, &a.id).cmp(&(b.created_at, &b.id)),
+    }
+}
+
+type NameKey = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
+
+/// The rows, their posting lists and the ordered sets.
+#[derive(Default)]
+struct Index {
+    rows: Vec<Option<Row>>,
+    slot_of: HashMap<Arc<str>, u32>,
+    dead: usize,
+    grams: GramMap,
+    roles: HashMap<Arc<str>, Vec<u32>>,
+    groups: HashMap<Arc<str>, Vec<u32>>,
+    by_email: BTreeSet<(Arc<str>, Arc<str>)>,
+    by_name: BTreeSet<NameKey>,
+    by_created: BTreeSet<(i64, Arc<str>)>,
+    interner: Interner,
+}
+
+fn name_key(r: &Row) -> NameKey {
+    (
+        r.last.clone(),
+        r.first.clone(),
+        r.email.clone(),
+        r.id.clone(),
+    )
+}
+
+impl Index {
+    /// An index over `rows` (each id at most once; a later duplicate wins).
+    fn from_rows(rows: Vec<Row>, interner: Interner) -> Index {
+        let mut index = Index {
+            interner,
+            ..Index::default()
+        };
+        let mut seen: HashMap<Arc<str>, usize> = HashMap::with_capacity(rows.len());
+        let mut dense: Vec<Row> = Vec::with_capacity(rows.len());
+        for row in rows {
+            match seen.get(&row.id) {
+                Some(&i) => dense[i] = row,
+                None => {
+                    seen.insert(row.id.clone(), dense.len());
+                    dense.push(row);
+                }
+            }
+        }
+        index.by_email = dense
+            .iter()
+            .map(|r| (r.email.clone(), r.id.clone()))
+            .collect();
+        index.by_name = dense.iter().map(name_key).collect();
+        index.by_created = dense.iter().map(|r| (r.created_at, r.id.clone())).collect();
+        index.slot_of = seen.into_iter().map(|(id, i)| (id, i as u32)).collect();
+        for (slot, row) in dense.iter().enumerate() {
+            index.post(slot as u32, row);
+        }
+        index.rows = dense.into_iter().map(Some).collect();
+        index
+    }
+
+    fn live(&self) -> usize {
+        self.slot_of.len()
+    }
+
+    /// Adds `slot` to the posting lists of `row`.
+    fn post(&mut self, slot: u32, row: &Row) {
+        for gram in row.grams() {
+            self.grams.entry(gram).or_default().push(slot);
+        }
+        for role in row.roles.iter() {
+            self.roles.entry(role.clone()).or_default().push(slot);
+        }
+        for group in row.groups.iter() {
+            self.groups.entry(group.clone()).or_default().push(slot);
+        }
+    }
+
+    /// Inserts or replaces the row of one user.
+    fn put(&mut self, fields: Fields<'_>) {
+        let row = Row::new(fields, &mut self.interner);
+        if let Some(&slot) = self.slot_of.get(&row.id) {
+            if self.rows[slot as usize].as_ref() == Some(&row) {
+                return;
+            }
+            self.remove(&row.id);
+        }
+        if self.rows.len() >= u32::MAX as usize {
+            // Slot numbers exhausted: renumber (live rows are far fewer).
+            self.compact();
+        }
+        let slot = self.rows.len() as u32;
+        self.insert_at(slot, row);
+    }
+
+    fn insert_at(&mut self, slot: u32, row: Row) {
+        self.post(slot, &row);
+        self.by_email.insert((row.email.clone(), row.id.clone()));
+        self.by_name.insert(name_key(&row));
+        self.by_created.insert((row.created_at, row.id.clone()));
+        self.slot_of.insert(row.id.clone(), slot);
+        self.rows.push(Some(row));
+    }
+
+    /// Removes the row of user `id` (if any); its slot becomes dead.
+    fn remove(&mut self, id: &str) {
+        let Some(slot) = self.slot_of.remove(id) else {
+            return;
+        };
+        let Some(row) = self.rows.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.by_email.remove(&(row.email.clone(), row.id.clone()));
+        self.by_name.remove(&name_key(&row));
+        self.by_created.remove(&(row.created_at, row.id.clone()));
+        self.dead += 1;
+    }
+
+    fn compact_if_needed(&mut self) {
+        if self.dead > self.live() + DEAD_SLACK {
+            self.compact();
+        }
+    }
+
+    /// Rebuilds the slots and posting lists without dead slots.
+    fn compact(&mut self) {
+        let rows: Vec<Row> = std::mem::take(&mut self.rows)
+            .into_iter()
+            .flatten()
+            .collect();
+        let interner = std::mem::take(&mut self.interner);
+        *self = Index::from_rows(rows, interner);
+    }
+
+    /// The page and total of `q`.
+    fn query(&self, q: &Query<'_>) -> Page {
+        let unfiltered =
+            q.search.is_none() && q.status.is_none() && q.role.is_none() && q.group.is_none();
+        if unfiltered {
+            let ids = match q.sort {
+                SortKey::Email => page_of(self.by_email.iter().map(|e| &e.1), q),
+                SortKey::Name => page_of(self.by_name.iter().map(|e| &e.3), q),
+                SortKey::CreatedAt => page_of(self.by_created.iter().map(|e| &e.1), q),
+            };
+            return Page {
+                ids,
+                total: self.live() as u64,
+            };
+        }
+        let empty = Page {
+            ids: Vec::new(),
+            total: 0,
+        };
+        // The shortest posting list that every match must be in.
+        let mut lists: Vec<Option<&Vec<u32>>> = Vec::new();
+        if let Some(needle) = q.search.filter(|n| n.len() >= 3) {
+            lists.extend(grams_of(needle.as_bytes()).map(|g| self.grams.get(&g)));
+        }
+        if let Some(role) = q.role {
+            lists.push(self.roles.get(role));
+        }
+        if let Some(group) = q.group {
+            lists.push(self.groups.get(group));
+        }
+        let mut best: Option<&[u32]> = None;
+        for list in lists {
+            let Some(list) = list else {
+                // A trigram, role or group nobody has: no match.
+                return empty;
+            };
+            if best.is_none_or(|b| list.len() < b.len()) {
+                best = Some(list);
+            }
+        }
+        let keep = |r: &Row| -> bool {
+            q.search.is_none_or(|n| r.matches_text(n))
+                && q.status.is_none_or(|f| matches_status(f, &r.status, q.now))
+                && q.role
+                    .is_none_or(|role| r.roles.iter().any(|x| &**x == role))
+                && q.group
+                    .is_none_or(|group| r.groups.iter().any(|x| &**x == group))
+        };
+        let mut matches: Vec<&Row> = match best {
+            Some(slots) => slots
+                .iter()
+                .filter_map(|s| self.rows.get(*s as usize).and_then(Option::as_ref))
+                .filter(|r| keep(r))
+                .collect(),
+            None => self.rows.iter().flatten().filter(|r| keep(r)).collect(),
+        };
+        let total = matches.len();
+        let end = q.offset.saturating_add(q.limit).min(total);
+        if q.offset >= end {
+            return Page {
+                ids: Vec::new(),
+                total: total as u64,
+            };
+        }
+        let cmp = |a: &&Row, b: &&Row| {
+            let o = cmp_rows(q.sort, a, b);
+            match q.order {
+                SortOrder::Asc => o,
+                SortOrder::Desc => o.reverse(),
+            }
+        };
+        if end < total {
+            matches.select_nth_unstable_by(end - 1, cmp);
+            matches.truncate(end);
+        }
+        matches.sort_unstable_by(cmp);
+        Page {
+            ids: matches[q.offset..end]
+                .iter()
+                .map(|r| r.id.to_string())
+                .collect(),
+            total: total as u64,
+        }
+    }
+}
+
+/// One page of an ordered id sequence (reversed for `desc`).
+fn page_of<'a, I>(ids: I, q: &Query<'_>) -> Vec<String>
+where
+    I: DoubleEndedIterator<Item = &'a Arc<str>> + 'a,
+{
+    let ids: Box<dyn Iterator<Item = &'a Arc<str>> + 'a> = match q.order {
+        SortOrder::Asc => Box::new(ids),
+        SortOrder::Desc => Box::new(ids.rev()),
+    };
+    ids.skip(q.offset)
+        .take(q.limit)
+        .map(|id| id.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    struct Rec {
+        id: String,
+        email: String,
+        first: Option<String>,
+        last: Option<String>,
+        created_at: i64,
+        status: Status,
+        roles: BTreeSet<String>,
+        groups: BTreeSet<String>,
+    }
+
+    impl Rec {
+        fn fields(&self) -> Fields<'_> {
+            Fields {
+                id: &self.id,
+                email: &self.email,
+                status: self.status,
+                created_at: self.created_at,
+                first: self.first.as_deref(),
+                last: self.last.as_deref(),
+                roles: self.roles.iter().map(String::as_str).collect(),
+                groups: self.groups.iter().map(String::as_str).collect(),
+            }
+        }
+    }
+
+    fn low(s: &Option<String>) -> String {
+        s.as_deref().unwrap_or("").to_lowercase()
+    }
+
+    /// The list semantics written out plainly (what `list` did before the
+    /// index: filter every record, sort all matches, reverse, page).
+    fn reference(records: &BTreeMap<String, Rec>, q: &Query<'_>) -> Page {
+        let mut matches: Vec<&Rec> = records
+            .values()
+            .filter(|r| {
+                q.search.is_none_or(|n| {
+                    r.email.to_lowercase().contains(n)
+                        || low(&r.first).contains(n)
+                        || low(&r.last).contains(n)
+                })
+            })
+            .filter(|r| q.status.is_none_or(|f| matches_status(f, &r.status, q.now)))
+            .filter(|r| q.role.is_none_or(|x| r.roles.contains(x)))
+            .filter(|r| q.group.is_none_or(|x| r.groups.contains(x)))
+            .collect();
+        match q.sort {
+            SortKey::Email => {
+                matches.sort_by_cached_key(|r| (r.email.to_lowercase(), r.id.clone()))
+            }
+            SortKey::Name => matches.sort_by_cached_key(|r| {
+                (
+                    low(&r.last),
+                    low(&r.first),
+                    r.email.to_lowercase(),
+                    r.id.clone(),
+                )
+            }),
+            SortKey::CreatedAt => matches.sort_by_cached_key(|r| (r.created_at, r.id.clone())),
+        }
+        if q.order == SortOrder::Desc {
+            matches.reverse();
+        }
+        Page {
+            total: matches.len() as u64,
+            ids: matches
+                .iter()
+                .skip(q.offset)
+                .take(q.limit)
+                .map(|r| r.id.clone())
+                .collect(),
+        }
+    }
+
+    const FIRST: &[&str] = &["Anna", "Ölaf", "Jo", "ΣΟΦΙΑ", "Smithers", "", "Mia-Lou"];
+    const LAST: &[&str] = &["Smith", "Meyer", "Özdemir", "Ng", "Goldsmith", "ΟΔΥΣΣΕΑΣ"];
+    const DOMAIN: &[&str] = &["example.com", "Example.ORG", "smith.io", "mail.de"];
+    const IDS: &[&str] = &["admins", "editors", "berlin", "x"];
+    const NOW: i64 = 1_000_000;
+
+    fn random_rec(rng: &mut Rng, id: String) -> Rec {
+        let first = rng.pick(FIRST);
+        let last = rng.pick(LAST);
+        let local = match rng.below(3) {
+            0 => format!("{}.{}", first, last),
+            1 => format!("{}{}", last, rng.below(100)),
+            _ => format!("u{}", rng.below(1000)),
+        };
+        let status = match rng.below(4) {
+            0 => Status::Disabled,
+            1 => Status::EnabledUntil {
+                until: NOW - 10 + rng.below(20) as i64,
+            },
+            _ => Status::Enabled,
+        };
+        let set = |rng: &mut Rng| -> BTreeSet<String> {
+            (0..rng.below(3))
+                .map(|_| rng.pick(IDS).to_string())
+                .collect()
+        };
+        Rec {
+            email: format!("{local}@{}", rng.pick(DOMAIN)),
+            first: (!first.is_empty() && rng.below(5) > 0).then(|| first.to_string()),
+            last: (rng.below(5) > 0).then(|| last.to_string()),
+            created_at: rng.below(50) as i64,
+            status,
+            roles: set(rng),
+            groups: set(rng),
+            id,
+        }
+    }
+
+    fn random_query<'a>(
+        rng: &mut Rng,
+        records: &BTreeMap<String, Rec>,
+        search: &'a mut String,
+    ) -> Query<'a> {
+        *search = match rng.below(6) {
+            0 => String::new(),
+            1 => ["smith", "ö", "σ", "ς", "a", ".", "ex", "xyz", "@ma", "zzz"][rng.below(10)]
+                .to_string(),
+            _ => {
+                // A piece of an existing field.
+                let all: Vec<&Rec> = records.values().collect();
+                if all.is_empty() {
+                    String::new()
+                } else {
+                    let r = all[rng.below(all.len())];
+                    let text = match rng.below(3) {
+                        0 => r.email.to_lowercase(),
+                        1 => low(&r.first),
+                        _ => low(&r.last),
+                    };
+                    let chars: Vec<char> = text.chars().collect();
+                    let start = rng.below(chars.len().max(1));
+                    let len = 1 + rng.below(6);
+                    chars.iter().skip(start).take(len).collect()
+                }
+            }
+        };
+        Query {
+            search: (!search.is_empty()).then_some(search.as_str()),
+            status: [
+                None,
+                None,
+                Some(StatusFilter::Enabled),
+                Some(StatusFilter::Disabled),
+                Some(StatusFilter::Expired),
+                Some(StatusFilter::Active),
+            ][rng.below(6)],
+            role: [None, None, Some("admins"), Some("editors"), Some("nobody")][rng.below(5)],
+            group: [None, None, Some("berlin"), Some("x")][rng.below(4)],
+            sort: [SortKey::Email, SortKey::Name, SortKey::CreatedAt][rng.below(3)],
+            order: [SortOrder::Asc, SortOrder::Desc][rng.below(2)],
+            offset: [0, 0, 1, 3, 10, 1000][rng.below(6)],
+            limit: [1, 2, 5, 50][rng.below(4)],
+            now: NOW,
+        }
+    }
+
+    fn check(index: &Index, records: &BTreeMap<String, Rec>, rng: &mut Rng, queries: usize) {
+        for _ in 0..queries {
+            let mut search = String::new();
+            let q = random_query(rng, records, &mut search);
+            assert_eq!(index.query(&q), reference(records, &q), "{q:?}");
+        }
+        assert_eq!(index.live(), records.len());
+    }
+
+    #[test]
+    fn random_operations_match_the_plain_semantics() {
+        for seed in 1..=6u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut records: BTreeMap<String, Rec> = BTreeMap::new();
+            // Start from a built index like the lazy build does.
+            let mut interner = Interner::default();
+            let initial: Vec<Row> = (0..40)
+                .map(|i| {
+                    let rec = random_rec(&mut rng, format!("{i:032x}"));
+                    let row = Row::new(rec.fields(), &mut interner);
+                    records.insert(rec.id.clone(), rec);
+                    row
+                })
+                .collect();
+            let mut index = Index::from_rows(initial, interner);
+            check(&index, &records, &mut rng, 50);
+            let mut next = 40;
+            for step in 0..600 {
+                let ids: Vec<String> = records.keys().cloned().collect();
+                match rng.below(10) {
+                    0..=3 => {
+                        let rec = random_rec(&mut rng, format!("{next:032x}"));
+                        next += 1;
+                        index.put(rec.fields());
+                        records.insert(rec.id.clone(), rec);
+                    }
+                    4..=6 if !ids.is_empty() => {
+                        // Change some fields of an existing user.
+                        let id = &ids[rng.below(ids.len())];
+                        let mut rec = random_rec(&mut rng, id.clone());
+                        let old = &records[id];
+                        if rng.below(2) == 0 {
+                            rec.email.clone_from(&old.email);
+                            rec.created_at = old.created_at;
+                        }
+                        index.put(rec.fields());
+                        records.insert(id.clone(), rec);
+                    }
+                    7 if !ids.is_empty() => {
+                        // Writing the same record again changes nothing.
+                        let rec = records[&ids[rng.below(ids.len())]].clone();
+                        index.put(rec.fields());
+                    }
+                    8 if !ids.is_empty() => {
+                        let id = &ids[rng.below(ids.len())];
+                        index.remove(id);
+                        records.remove(id);
+                    }
+                    _ => {
+                        index.remove("not-there");
+                        if step % 50 == 0 {
+                            index.compact();
+                        }
+                    }
+                }
+                check(&index, &records, &mut rng, 3);
+            }
+            check(&index, &records, &mut rng, 200);
+        }
+    }
+
+    #[test]
+    fn many_changes_compact_the_slots() {
+        let mut rng = Rng(7);
+        let mut records: BTreeMap<String, Rec> = BTreeMap::new();
+        let mut index = Index::default();
+        for i in 0..20 {
+            let rec = random_rec(&mut rng, format!("{i:032x}"));
+            index.put(rec.fields());
+            records.insert(rec.id.clone(), rec);
+        }
+        for round in 0..(DEAD_SLACK + 100) {
+            let id = format!("{:032x}", round % 20);
+            let mut rec = random_rec(&mut rng, id.clone());
+            rec.created_at = round as i64; // always a change
+            index.put(rec.fields());
+            index.compact_if_needed();
+            records.insert(id, rec);
+        }
+        assert!(index.rows.len() <= 2 * records.len() + DEAD_SLACK + 1);
+        assert!(index.dead <= records.len() + DEAD_SLACK);
+        check(&index, &records, &mut rng, 300);
+    }
+
+    #[test]
+    fn stored_fields_decode_from_a_full_record() {
+        let record = UserRecord {
+            id: "ab".repeat(16),
+            email: "Ada.Lovelace@Example.org".into(),
+            status: Status::EnabledUntil { until: 5 },
+            email_verified: true,
+            require_password_change: false,
+            created_at: 42,
+            updated_at: 43,
+            password_changed_at: None,
+            last_login_at: Some(7),
+            profile: crate::profile::Profile {
+                first_name: Some("Ada \"the first\"".into()),
+                last_name: Some("LOVELACE".into()),
+                city: Some("London".into()),
+                ..Default::default()
+            },
+            avatar: None,
+            roles: ["admins".to_string()].into(),
+            groups: ["a".to_string(), "b".to_string()].into(),
+            permissions: ["user.read".to_string()].into(),
+            consents: Default::default(),
+            rev: 9,
+        };
+        let bytes = serde_json::to_vec(&record).unwrap();
+        let stored = decode_fields(&bytes).unwrap();
+        let mut interner = Interner::default();
+        let from_bytes = Row::new(Fields::of_stored(&stored), &mut interner);
+        let from_record = Row::new(Fields::of_record(&record), &mut interner);
+        assert_eq!(from_bytes, from_record);
+        assert_eq!(&*from_bytes.first, "ada \"the first\"");
+        assert_eq!(&*from_bytes.email, "ada.lovelace@example.org");
+        assert!(decode_fields(b"{\"id\": 1}").is_err());
+    }
+}
