@@ -11,12 +11,20 @@
 //! * At most `std::thread::available_parallelism()` hash computations
 //!   (hash, verify, verify_dummy) run at once in the process; further callers
 //!   wait. Each computation needs 19 MiB of memory and ~20-30 ms of CPU.
+//! * The 19 MiB block buffers are pooled: a computation takes a buffer from
+//!   the pool (allocating and pre-faulting one only when the pool is empty),
+//!   and gives it back zeroed. Since the gate bounds the concurrent
+//!   computations, the pool never holds more than
+//!   `available_parallelism()` buffers; they stay allocated for the life of
+//!   the process. Allocating and faulting fresh memory per hash cost ~25 % of
+//!   the hash time. A stored hash whose parameters need more memory than a
+//!   pooled buffer gets a fresh allocation.
 
 use std::collections::HashSet;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
-use argon2::password_hash::{Error as HashError, PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use syshost_plugin_api::PluginError;
 use unicode_normalization::UnicodeNormalization;
 
@@ -180,11 +188,16 @@ pub fn is_common(password: &str) -> bool {
 }
 
 // ---------------------------------------------------------------------------
-// Concurrency gate: a process-wide counting semaphore.
+// Concurrency gate: a process-wide counting semaphore that also owns the pool
+// of block buffers.
 
 struct GateState {
     running: usize,
     peak: usize,
+    /// Zeroed block buffers of [`pool_blocks`] blocks, ready for reuse.
+    spare: Vec<Vec<Block>>,
+    /// Buffers allocated so far (at most `limit`).
+    allocated: usize,
 }
 
 struct Gate {
@@ -193,25 +206,35 @@ struct Gate {
     freed: Condvar,
 }
 
-/// Held while one hash computation runs; releases its slot on drop.
-struct Permit(&'static Gate);
+/// Held while one hash computation runs; releases its slot (and gives its
+/// buffer back to the pool, zeroed) on drop.
+struct Permit {
+    gate: &'static Gate,
+    blocks: Option<Vec<Block>>,
+}
 
 impl Gate {
-    fn get() -> &'static Gate {
-        static GATE: OnceLock<Gate> = OnceLock::new();
-        GATE.get_or_init(|| Gate {
-            limit: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    fn new(limit: usize) -> Gate {
+        Gate {
+            limit,
             state: Mutex::new(GateState {
                 running: 0,
                 peak: 0,
+                spare: Vec::new(),
+                allocated: 0,
             }),
             freed: Condvar::new(),
-        })
+        }
+    }
+
+    fn get() -> &'static Gate {
+        static GATE: OnceLock<Gate> = OnceLock::new();
+        GATE.get_or_init(|| Gate::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
     }
 
     fn lock(&self) -> MutexGuard<'_, GateState> {
-        // The state is two counters that are never left half-updated, so a
-        // poisoned lock is still consistent.
+        // The state is counters and a list of buffers that are never left
+        // half-updated, so a poisoned lock is still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -222,16 +245,40 @@ impl Gate {
         }
         state.running += 1;
         state.peak = state.peak.max(state.running);
-        Permit(self)
+        let blocks = state.spare.pop();
+        Permit { gate: self, blocks }
+    }
+}
+
+impl Permit {
+    /// The permit's block buffer (a pooled one, or a fresh, pre-faulted one
+    /// when the pool was empty).
+    fn memory(&mut self) -> &mut [Block] {
+        let gate = self.gate;
+        self.blocks.get_or_insert_with(|| {
+            gate.lock().allocated += 1;
+            // `vec!` writes every block, so the pages are faulted in here
+            // once, not during every computation.
+            vec![Block::default(); pool_blocks()]
+        })
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.running -= 1;
-        drop(state);
-        self.0.freed.notify_one();
+        if let Some(mut blocks) = self.blocks.take() {
+            // The blocks are derived from the password; do not keep them.
+            blocks.fill(Block::default());
+            std::hint::black_box(&mut blocks);
+            let mut state = self.gate.lock();
+            if state.spare.len() < self.gate.limit {
+                state.spare.push(blocks);
+            }
+            state.running -= 1;
+        } else {
+            self.gate.lock().running -= 1;
+        }
+        self.gate.freed.notify_one();
     }
 }
 
@@ -243,17 +290,42 @@ pub fn max_concurrent_hashes() -> usize {
 // ---------------------------------------------------------------------------
 // Hashing and verification.
 
-fn hasher() -> Argon2<'static> {
-    match Params::new(
+/// The current parameters.
+fn current_params() -> Params {
+    // The constants are valid parameters; keep the library defaults (the
+    // same values) should that ever change.
+    Params::new(
         ARGON2_M_COST,
         ARGON2_T_COST,
         ARGON2_P_COST,
         Some(ARGON2_OUTPUT_LEN),
-    ) {
-        Ok(params) => Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
-        // The constants are valid parameters; keep the library defaults
-        // (the same values) should that ever change.
-        Err(_) => Argon2::default(),
+    )
+    .unwrap_or_default()
+}
+
+/// Blocks in a pooled buffer: what the current parameters need.
+fn pool_blocks() -> usize {
+    current_params().block_count()
+}
+
+/// Computes the raw argon2 output for `password`/`salt` into `out` (its
+/// length is the output length), in a pooled block buffer when `params`
+/// fit one, else in fresh memory. Waits for a gate slot.
+fn compute(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let needed = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut permit = Gate::get().acquire();
+    if needed <= pool_blocks() {
+        argon2.hash_password_into_with_memory(password, salt, out, permit.memory())
+    } else {
+        argon2.hash_password_into(password, salt, out)
     }
 }
 
@@ -272,10 +344,25 @@ pub fn hash(password: &str) -> Result<String, PluginError> {
         ));
     }
     let salt = codes::random_bytes::<16>()?;
-    let _permit = Gate::get().acquire();
-    let phc = hasher()
-        .hash_password_with_salt(normalized.as_bytes(), &salt)
-        .map_err(|e| PluginError::internal(format!("password hashing failed: {e}")))?;
+    let failed = |e: String| PluginError::internal(format!("password hashing failed: {e}"));
+    let params = current_params();
+    let mut out = [0u8; ARGON2_OUTPUT_LEN];
+    compute(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params.clone(),
+        normalized.as_bytes(),
+        &salt,
+        &mut out,
+    )
+    .map_err(|e| failed(e.to_string()))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(u32::from(Version::V0x13)),
+        params: ParamsString::try_from(&params).map_err(|e| failed(e.to_string()))?,
+        salt: Some(Salt::new(&salt).map_err(|e| failed(e.to_string()))?),
+        hash: Some(Output::new(&out).map_err(|e| failed(e.to_string()))?),
+    };
     Ok(phc.to_string())
 }
 
@@ -293,8 +380,9 @@ pub enum Verification {
     Mismatch,
 }
 
-/// Verifies `password` (after NFKC) against the stored PHC string; the final
-/// comparison is constant-time. Waits for a free slot like [`hash`].
+/// Verifies `password` (after NFKC) against the stored PHC string with the
+/// stored parameters; the final comparison is constant-time. Waits for a
+/// free slot like [`hash`].
 ///
 /// A malformed stored hash (unparsable, not argon2, no salt or output,
 /// absurd cost parameters) is an `internal` error. A password above
@@ -305,31 +393,41 @@ pub fn verify(password: &str, phc: &str) -> Result<Verification, PluginError> {
         PluginError::internal(format!("the stored password hash is malformed: {why}"))
     };
     let (parsed, algorithm, params) = parse_stored(phc).map_err(malformed)?;
-    let Some(output) = &parsed.hash else {
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
         return Err(malformed("it has no salt or no hash".into()));
+    };
+    // As the argon2 crate reads PHC strings: no `v=` means the current version.
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).map_err(|e| malformed(e.to_string()))?,
+        None => Version::default(),
     };
     let normalized = nfkc(password);
     if normalized.len() > MAX_PASSWORD_BYTES {
         verify_dummy("");
         return Ok(Verification::Mismatch);
     }
-    let result = {
-        let _permit = Gate::get().acquire();
-        hasher().verify_password(normalized.as_bytes(), &parsed)
-    };
-    match result {
-        Ok(()) => {
-            let needs_rehash = algorithm != Algorithm::Argon2id
-                || parsed.version != Some(u32::from(Version::V0x13))
-                || params.m_cost() != ARGON2_M_COST
-                || params.t_cost() != ARGON2_T_COST
-                || params.p_cost() != ARGON2_P_COST
-                || output.len() != ARGON2_OUTPUT_LEN;
-            Ok(Verification::Verified { needs_rehash })
-        }
-        Err(HashError::PasswordInvalid) => Ok(Verification::Mismatch),
-        Err(e) => Err(malformed(e.to_string())),
+    let mut out = vec![0u8; expected.len()];
+    compute(
+        algorithm,
+        version,
+        params.clone(),
+        normalized.as_bytes(),
+        salt.as_ref(),
+        &mut out,
+    )
+    .map_err(|e| malformed(e.to_string()))?;
+    let computed = Output::new(&out).map_err(|e| malformed(e.to_string()))?;
+    // `Output`'s equality is constant-time.
+    if computed != *expected {
+        return Ok(Verification::Mismatch);
     }
+    let needs_rehash = algorithm != Algorithm::Argon2id
+        || version != Version::V0x13
+        || params.m_cost() != ARGON2_M_COST
+        || params.t_cost() != ARGON2_T_COST
+        || params.p_cost() != ARGON2_P_COST
+        || expected.len() != ARGON2_OUTPUT_LEN;
+    Ok(Verification::Verified { needs_rehash })
 }
 
 /// Parses a stored (or imported) PHC string the way [`verify`] will: an
@@ -364,8 +462,8 @@ pub fn check_stored(phc: &str) -> Result<(), String> {
 
 /// Burns the same time as a real [`verify`] against a current hash (one
 /// argon2id computation with the current parameters, through the same
-/// concurrency gate), so that a login for an unknown account cannot be told
-/// apart by timing.
+/// concurrency gate and buffer pool), so that a login for an unknown account
+/// cannot be told apart by timing.
 pub fn verify_dummy(password: &str) {
     const DUMMY_SALT: &[u8; 16] = b"syshost-dummy-sa";
     let normalized = nfkc(password);
@@ -374,9 +472,16 @@ pub fn verify_dummy(password: &str) {
     } else {
         normalized.as_bytes()
     };
-    let _permit = Gate::get().acquire();
-    let result = hasher().hash_password_with_salt(input, DUMMY_SALT);
-    std::hint::black_box(&result);
+    let mut out = [0u8; ARGON2_OUTPUT_LEN];
+    let result = compute(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        current_params(),
+        input,
+        DUMMY_SALT,
+        &mut out,
+    );
+    std::hint::black_box((&result, &out));
 }
 
 // ---------------------------------------------------------------------------
@@ -435,6 +540,7 @@ pub fn generate() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
     use serde_json::json;
     use std::time::Instant;
 
@@ -711,14 +817,7 @@ mod tests {
     fn gate_blocks_beyond_limit() {
         // A private gate with one slot: a second acquire waits until the
         // first permit is dropped.
-        let gate: &'static Gate = Box::leak(Box::new(Gate {
-            limit: 1,
-            state: Mutex::new(GateState {
-                running: 0,
-                peak: 0,
-            }),
-            freed: Condvar::new(),
-        }));
+        let gate: &'static Gate = Box::leak(Box::new(Gate::new(1)));
         let first = gate.acquire();
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
@@ -733,6 +832,120 @@ mod tests {
         waiter.join().unwrap();
         assert_eq!(gate.lock().peak, 1);
         assert_eq!(gate.lock().running, 0);
+    }
+
+    #[test]
+    fn pooled_buffers_are_reused_and_zeroed() {
+        // A private gate with two slots, used like the real one.
+        let gate: &'static Gate = Box::leak(Box::new(Gate::new(2)));
+        let params = current_params();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut outputs = Vec::new();
+        for _ in 0..3 {
+            let mut a = gate.acquire();
+            let mut b = gate.acquire();
+            let mut out_a = [0u8; ARGON2_OUTPUT_LEN];
+            let mut out_b = [0u8; ARGON2_OUTPUT_LEN];
+            argon2
+                .hash_password_into_with_memory(
+                    b"pool password",
+                    b"0123456789abcdef",
+                    &mut out_a,
+                    a.memory(),
+                )
+                .unwrap();
+            argon2
+                .hash_password_into_with_memory(
+                    b"pool password",
+                    b"0123456789abcdef",
+                    &mut out_b,
+                    b.memory(),
+                )
+                .unwrap();
+            // A reused buffer gives the same answer as fresh memory.
+            assert_eq!(out_a, out_b);
+            outputs.push(out_a);
+        }
+        let mut fresh = [0u8; ARGON2_OUTPUT_LEN];
+        argon2
+            .hash_password_into(b"pool password", b"0123456789abcdef", &mut fresh)
+            .unwrap();
+        assert!(outputs.iter().all(|o| *o == fresh));
+        let state = gate.lock();
+        // Two buffers served six computations; both are back, zeroed.
+        assert_eq!(state.allocated, 2);
+        assert_eq!(state.spare.len(), 2);
+        assert_eq!(state.running, 0);
+        for buffer in &state.spare {
+            assert_eq!(buffer.len(), pool_blocks());
+            assert!(buffer
+                .iter()
+                .all(|block| block.as_ref().iter().all(|word| *word == 0)));
+        }
+    }
+
+    #[test]
+    fn hashes_needing_more_memory_than_a_pooled_buffer_still_verify() {
+        let big = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(2 * ARGON2_M_COST, 1, 1, None).unwrap(),
+        )
+        .hash_password_with_salt(b"big password 1", b"0123456789abcdef")
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            verify("big password 1", &big).unwrap(),
+            Verification::Verified { needs_rehash: true }
+        );
+        assert_eq!(
+            verify("big password 2", &big).unwrap(),
+            Verification::Mismatch
+        );
+        // A 16-byte output and no `v=` (version 0x13 by default) verify too.
+        let short = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(ARGON2_M_COST, ARGON2_T_COST, ARGON2_P_COST, Some(16)).unwrap(),
+        )
+        .hash_password_with_salt(b"short output 1", b"0123456789abcdef")
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            verify("short output 1", &short).unwrap(),
+            Verification::Verified { needs_rehash: true }
+        );
+        let unversioned = phc_without_version(&hash("no version 1").unwrap());
+        assert_eq!(
+            verify("no version 1", &unversioned).unwrap(),
+            Verification::Verified {
+                needs_rehash: false
+            }
+        );
+    }
+
+    fn phc_without_version(phc: &str) -> String {
+        phc.replacen("$v=19", "", 1)
+    }
+
+    #[test]
+    fn our_hashes_verify_with_the_crate_and_back() {
+        // The PHC string we build is the one the crate builds.
+        let ours = hash("interop password").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"interop password", &parsed)
+            .is_ok());
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, current_params())
+            .hash_password_with_salt(b"interop password", b"0123456789abcdef")
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            verify("interop password", &theirs).unwrap(),
+            Verification::Verified {
+                needs_rehash: false
+            }
+        );
     }
 
     #[test]
