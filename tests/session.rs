@@ -784,3 +784,157 @@ fn sessions_of_accounts_that_must_change_the_password_are_restricted() {
     env.as_ctx(&ctx, "session", "logout", json!({})).unwrap();
     assert_dead(&env, &fresh);
 }
+
+/// Resolves `token` twice (the second answer comes from the resolved-token
+/// cache) and returns the session id.
+fn warm(env: &Env, token: &str) -> Value {
+    let first = env.resolve(token).unwrap();
+    let second = env.resolve(token).unwrap();
+    assert_eq!(first["session_id"], second["session_id"]);
+    assert_eq!(second["replacement_token"], Value::Null);
+    second["session_id"].clone()
+}
+
+#[test]
+fn cached_resolutions_end_with_logout_revocation_and_account_changes() {
+    let env = Env::start();
+    let ann = env.create_user("ann@example.com", &[]);
+    env.create_user("bob@example.com", &[]);
+    let admin = user_ctx("root", &["session.manage"]);
+
+    // Logout.
+    let token = env.token("ann@example.com");
+    warm(&env, &token);
+    let ctx = env.ctx(&token).unwrap();
+    env.as_ctx(&ctx, "session", "logout", json!({})).unwrap();
+    assert_dead(&env, &token);
+
+    // Revocation of one own session from another.
+    let current = env.token("ann@example.com");
+    let other = env.token("ann@example.com");
+    let other_id = warm(&env, &other);
+    let ctx = env.ctx(&current).unwrap();
+    env.as_ctx(
+        &ctx,
+        "session",
+        "revoke_mine",
+        json!({ "session_id": other_id }),
+    )
+    .unwrap();
+    assert_dead(&env, &other);
+
+    // Revocation of every session by an administrator.
+    warm(&env, &current);
+    let out = env
+        .as_ctx(
+            &admin,
+            "session",
+            "revoke_all_for_user",
+            json!({ "user_id": ann }),
+        )
+        .unwrap();
+    assert_eq!(out, json!({ "revoked": 1 }));
+    assert_dead(&env, &current);
+
+    // A password change ends the other sessions and rotates the current one.
+    let current = env.token("ann@example.com");
+    let other = env.token("ann@example.com");
+    warm(&env, &current);
+    warm(&env, &other);
+    let ctx = env.ctx(&current).unwrap();
+    env.as_ctx(
+        &ctx,
+        "user",
+        "change_my_password",
+        json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD }),
+    )
+    .unwrap();
+    assert_dead(&env, &other);
+    let rotated = env.resolve(&current).unwrap()["replacement_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_dead(&env, &current);
+    warm(&env, &rotated);
+
+    // A role change rotates a cached session's token.
+    env.ok(
+        "role",
+        "create",
+        json!({ "id": "auditors", "name": "Auditors", "permissions": ["user.read"] }),
+    );
+    env.ok(
+        "user",
+        "set_roles",
+        json!({ "id": ann, "roles": ["auditors"] }),
+    );
+    let next = env.resolve(&rotated).unwrap()["replacement_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_dead(&env, &rotated);
+    warm(&env, &next);
+
+    // Disabling the account.
+    env.ok(
+        "user",
+        "set_status",
+        json!({ "id": ann, "status": { "state": "disabled" } }),
+    );
+    assert_dead(&env, &next);
+
+    // Deleting the account.
+    let bob_token = env.token("bob@example.com");
+    let bob = env.resolve(&bob_token).unwrap()["user_id"].clone();
+    warm(&env, &bob_token);
+    env.ok("user", "delete", json!({ "id": bob }));
+    assert_dead(&env, &bob_token);
+}
+
+#[test]
+fn cached_resolutions_still_expire_and_keep_the_idle_bookkeeping() {
+    let env = Env::start();
+    let id = env.create_user("cy@example.com", &[]);
+    let token = env.token("cy@example.com");
+    let session = warm(&env, &token);
+    let last_seen = |env: &Env| {
+        env.ok("session", "list_for_user", json!({ "user_id": id }))["items"][0]["last_seen_at"]
+            .as_i64()
+            .unwrap()
+    };
+    let login_seen = last_seen(&env);
+
+    // Within the 30-second granularity nothing is written...
+    env.advance(Duration::from_secs(10));
+    warm(&env, &token);
+    assert_eq!(last_seen(&env), login_seen);
+    // ...after it, a cached session's use is recorded.
+    env.advance(Duration::from_secs(25 * 60));
+    assert_eq!(warm(&env, &token), session);
+    assert!(last_seen(&env) >= login_seen + 25 * 60 * 1000);
+    // So 25 more minutes (50 since login) do not end it; 31 idle ones do.
+    env.advance(Duration::from_secs(25 * 60));
+    warm(&env, &token);
+    env.advance(Duration::from_secs(31 * 60));
+    assert_dead(&env, &token);
+    let ended = env.events("session.ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["reason"], "expired");
+
+    // A shorter idle timeout applies to cached sessions at once.
+    let token = env.token("cy@example.com");
+    warm(&env, &token);
+    env.put_settings(json!({ "idle_timeout_minutes": 1 }));
+    env.advance(Duration::from_secs(61));
+    assert_dead(&env, &token);
+
+    // So does the absolute lifetime, however busy the session is.
+    env.put_settings(json!({ "idle_timeout_minutes": 1440, "absolute_lifetime_hours": 1 }));
+    let token = env.token("cy@example.com");
+    for _ in 0..3 {
+        env.advance(Duration::from_secs(19 * 60));
+        warm(&env, &token);
+    }
+    env.advance(Duration::from_secs(4 * 60));
+    assert_dead(&env, &token);
+}

@@ -71,25 +71,26 @@ async fn serve(
     label.0 = resolved.ctx.subject.label();
     let body = resolved.value?;
 
-    let mut response = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body.clone()),
-    )
-        .into_response();
-    let headers = response.headers_mut();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(new_token) = &resolved.replacement_token {
         if let Ok(v) = HeaderValue::from_str(new_token) {
             headers.insert("x-session-token", v);
         }
     }
     call::session_cookies(
-        headers,
+        &mut headers,
         &caller,
         resolved.replacement_token.as_deref(),
         &body,
         state.opts.tls_proxy,
     );
+    let mut response = (StatusCode::OK, Body::from(body)).into_response();
+    response.headers_mut().extend(headers);
+    let headers = response.headers_mut();
     if resolved.stale_token && !headers.contains_key(header::SET_COOKIE) {
         if let Ok(v) = HeaderValue::from_str(&auth::clear_cookie(state.opts.tls_proxy)) {
             headers.append(header::SET_COOKIE, v);

@@ -327,11 +327,28 @@ pub(crate) fn session_cookies(
             set(auth::set_cookie(new_token, tls));
         }
     }
-    if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
-        if let Some(new_token) = value.get("session_token").and_then(|v| v.as_str()) {
+    // Most answers name neither member: skip decoding them (this runs on
+    // every API request).
+    let named = body.contains("\"session_token\"") || body.contains("\"session_ended\"");
+    if !named || !body.trim_start().starts_with('{') {
+        return;
+    }
+    if let Ok(outcome) = serde_json::from_str::<SessionOutcome>(body) {
+        let token = outcome.session_token.as_ref().and_then(|v| v.as_str());
+        if let Some(new_token) = token {
             set(auth::set_cookie(new_token, tls));
-        } else if value.get("session_ended") == Some(&serde_json::Value::Bool(true)) {
+        } else if outcome.session_ended == Some(serde_json::Value::Bool(true)) {
             set(auth::clear_cookie(tls));
         }
     }
+}
+
+/// The two members of an answer object that move the session cookie (every
+/// other member is skipped, not decoded).
+#[derive(serde::Deserialize)]
+struct SessionOutcome {
+    #[serde(default)]
+    session_token: Option<serde_json::Value>,
+    #[serde(default)]
+    session_ended: Option<serde_json::Value>,
 }

@@ -53,10 +53,17 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 /// The flash-message cookie (one message, read once).
 const FLASH_COOKIE: &str = "syshost_flash";
 
-/// Web state: the key the per-session CSRF tokens are derived with.
+/// Web state: the key the per-session CSRF tokens are derived with, and
+/// the page table of the active systems.
 pub struct WebState {
     csrf_key: [u8; 32],
+    /// The page table and the active systems (in activation order) it was
+    /// built for; rebuilt only when that list changes (an activation).
+    pages: std::sync::RwLock<Option<PageTable>>,
 }
+
+/// The active systems (in activation order) and the pages they declare.
+type PageTable = (Vec<String>, Arc<[Page]>);
 
 impl WebState {
     /// A fresh random CSRF key (forms rendered before a restart stop working
@@ -73,7 +80,24 @@ impl WebState {
                 chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
             }
         }
-        WebState { csrf_key }
+        WebState {
+            csrf_key,
+            pages: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// Every page of every active system, sorted (see [`build_pages`]);
+    /// built once per set of active systems, not per request.
+    fn pages(&self, host: &crate::Host) -> Arc<[Page]> {
+        let active = host.active_systems();
+        if let Some((built_for, pages)) = &*self.pages.read().unwrap_or_else(|e| e.into_inner()) {
+            if *built_for == active {
+                return pages.clone();
+            }
+        }
+        let pages: Arc<[Page]> = build_pages(host, &active).into();
+        *self.pages.write().unwrap_or_else(|e| e.into_inner()) = Some((active, pages.clone()));
+        pages
     }
 }
 
@@ -165,11 +189,11 @@ impl Page {
     }
 }
 
-/// Every page of every active plugin, sorted by area order and title.
-fn pages(host: &crate::Host) -> Vec<Page> {
+/// Every page of the `active` systems, sorted by area order and title.
+fn build_pages(host: &crate::Host, active: &[String]) -> Vec<Page> {
     let mut out = Vec::new();
-    for id in host.active_systems() {
-        host.with_manifest(&id, |m| {
+    for id in active {
+        host.with_manifest(id, |m| {
             for decl in &m.pages {
                 if let Some(op) = m.operation(&decl.operation) {
                     out.push(Page {
@@ -230,7 +254,7 @@ enum Outcome {
 struct Visit<T> {
     value: T,
     ctx: CallContext,
-    pages: Vec<Page>,
+    pages: Arc<[Page]>,
     clear_cookie: bool,
     replacement_token: Option<String>,
 }
@@ -243,8 +267,9 @@ where
     T: Send + 'static,
     F: FnOnce(&crate::Host, &CallContext, &[Page]) -> T + Send + 'static,
 {
+    let web = state.clone();
     let resolved = call::with_context(state, &caller, move |host, ctx| {
-        let pages = pages(host);
+        let pages = web.web.pages(host);
         let value = f(host, ctx, &pages);
         (value, pages)
     })

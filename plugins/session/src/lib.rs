@@ -10,8 +10,12 @@
 //! the next resolution hand out a new token. Failed logins are throttled per
 //! account with a doubling delay (never a permanent lock).
 //!
+//! Resolutions that change nothing are answered from the resolved-token
+//! cache ([`cache`]) without reading the store.
+//!
 //! Store layout: see [`store`]. Settings: the `session` section.
 
+pub mod cache;
 pub mod model;
 pub mod pages;
 pub mod store;
@@ -26,6 +30,7 @@ use syshost_plugin_api::{
     PluginError, Store, Subject,
 };
 
+use crate::cache::TokenCache;
 use crate::model::{
     AuthenticateResponse, Empty, LoginRequest, LoginResponse, LogoutResponse, PasswordChangedEvent,
     Pong, ResolveTokenRequest, ResolvedToken, RevokeAllResponse, RevokeMineRequest,
@@ -64,6 +69,8 @@ pub struct SessionSystem {
     /// Bumped by every invalidation; a read that started before one is not
     /// cached, so the cache is never staler than the last delivered event.
     settings_generation: AtomicU64,
+    /// Resolved sessions by token hash (exact: dropped on every write).
+    tokens: TokenCache,
 }
 
 impl Plugin for SessionSystem {
@@ -168,6 +175,7 @@ impl Plugin for SessionSystem {
             host,
             cached_settings: RwLock::new(None),
             settings_generation: AtomicU64::new(0),
+            tokens: TokenCache::default(),
         })
     }
 
@@ -443,10 +451,22 @@ impl SessionSystem {
         if !store::is_token_shaped(&req.token) {
             return Err(unknown());
         }
-        let store = self.store();
         let hash = store::sha256_hex(req.token.as_bytes());
         let settings = self.settings()?;
+        // A resolution that would write nothing (no rotation, not expired,
+        // `last_seen_at` recent enough) is answered from the cache.
+        if let Some(cached) = self.tokens.get(&hash) {
+            let now = self.now();
+            if !cached.rotate
+                && !is_expired(&cached, &settings, now)
+                && now - cached.last_seen_at < LAST_SEEN_GRANULARITY_MS
+            {
+                return Ok(resolved(&cached, None));
+            }
+        }
+        let store = self.store();
         for _ in 0..store::MAX_ATTEMPTS {
+            let generation = self.tokens.generation();
             let Some(id_bytes) = store.get(store::token_key(&hash))? else {
                 return Err(unknown());
             };
@@ -488,18 +508,14 @@ impl SessionSystem {
             if !committed {
                 continue;
             }
-            let allowed_operations = next.restricted.then(|| {
-                RESTRICTED_OPERATIONS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<BTreeSet<_>>()
-            });
-            return Ok(ResolvedToken {
-                user_id: next.user_id,
-                session_id: next.id,
-                allowed_operations,
-                replacement_token: replacement,
-            });
+            if next != record {
+                self.tokens.forget(&record.token_hash);
+            }
+            let answer = resolved(&next, replacement);
+            // `next` is what the store holds now, unless a change
+            // committed since `generation` (then it is not cached).
+            self.tokens.insert(generation, next);
+            return Ok(answer);
         }
         Err(PluginError::conflict(
             "the session kept changing concurrently; try again",
@@ -531,11 +547,14 @@ impl SessionSystem {
         if has("roles") || has("permissions") {
             let store = self.store();
             for id in store::session_ids_of(&store, &event.user_id)? {
-                store::modify(&store, &id, |r| {
+                let changed = store::modify(&store, &id, |r| {
                     let changed = !r.rotate;
                     r.rotate = true;
                     changed
                 })?;
+                if let Some(record) = changed {
+                    self.tokens.forget(&record.token_hash);
+                }
             }
         }
         Ok(())
@@ -549,7 +568,7 @@ impl SessionSystem {
         self.end_all(&event.user_id, keep, "password_changed")?;
         if let Some(keep) = keep {
             let store = self.store();
-            store::modify(&store, keep, |r| {
+            let changed = store::modify(&store, keep, |r| {
                 if r.user_id != event.user_id {
                     return false;
                 }
@@ -557,6 +576,9 @@ impl SessionSystem {
                 r.rotate = true;
                 true
             })?;
+            if let Some(record) = changed {
+                self.tokens.forget(&record.token_hash);
+            }
         }
         Ok(())
     }
@@ -570,6 +592,7 @@ impl SessionSystem {
     fn end(&self, id: &str, reason: &str) -> Result<bool, PluginError> {
         match store::remove(&self.store(), id)? {
             Some(record) => {
+                self.tokens.forget(&record.token_hash);
                 self.host.publish(
                     "session.ended",
                     &SessionEvent {
@@ -629,6 +652,22 @@ impl SessionSystem {
                 .then_with(|| a.id.cmp(&b.id))
         });
         Ok(SessionList { items })
+    }
+}
+
+/// The answer of `resolve_token` for the session `record` (as stored).
+fn resolved(record: &SessionRecord, replacement_token: Option<String>) -> ResolvedToken {
+    let allowed_operations = record.restricted.then(|| {
+        RESTRICTED_OPERATIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<_>>()
+    });
+    ResolvedToken {
+        user_id: record.user_id.clone(),
+        session_id: record.id.clone(),
+        allowed_operations,
+        replacement_token,
     }
 }
 
