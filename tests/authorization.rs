@@ -75,6 +75,47 @@ fn the_registry_lists_every_declared_permission_with_its_plugin() {
     host.shutdown();
 }
 
+/// Plugins keep the decoded registry per host generation
+/// (`Host::permissions` in plugin-api): a system activated later must show
+/// up in `permission.check` and in the administrator role at once.
+#[test]
+fn the_cached_registry_follows_later_activations() {
+    let plugins = PluginDir::systems_and(&[fixture_library("directory")]);
+    let data = tempfile::tempdir().unwrap();
+    let host = start_with(&plugins, data.path(), &["permission", "role"]);
+    let check = || {
+        system(
+            &host,
+            "permission",
+            "check",
+            json!({ "ids": ["directory.manage", "role.create"] }),
+        )
+    };
+    let admin_holds = |id: &str| {
+        system(&host, "role", "get", json!({ "id": "admin" }))["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == id)
+    };
+    // Twice: the second answer comes from the plugins' cached registry.
+    for _ in 0..2 {
+        assert_eq!(check(), json!({ "unknown": ["directory.manage"] }));
+        assert!(admin_holds("role.create") && !admin_holds("directory.manage"));
+    }
+    host.activate("directory").unwrap();
+    assert_eq!(check(), json!({ "unknown": [] }));
+    assert!(admin_holds("directory.manage"));
+    let listed = system(
+        &host,
+        "permission",
+        "get",
+        json!({ "id": "directory.manage" }),
+    );
+    assert_eq!(listed["plugin"], "directory");
+    host.shutdown();
+}
+
 #[test]
 fn a_permission_declared_twice_is_an_activation_error_naming_both_plugins() {
     let plugins = PluginDir::systems_and(&[fixture_library("impostor")]);

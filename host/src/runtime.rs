@@ -101,17 +101,16 @@ pub struct SystemStatus {
     pub path: PathBuf,
 }
 
-/// A permission in the host's registry: declared by an active plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct RegisteredPermission {
-    /// Permission id, e.g. `role.create`.
-    pub id: String,
-    /// Short human name.
-    pub name: String,
-    /// What holding it allows.
-    pub description: String,
-    /// The declaring plugin.
-    pub plugin: String,
+pub use syshost_plugin_api::RegisteredPermission;
+
+/// The permission registry as of one generation: rebuilt when a system is
+/// activated or deactivated, read by every registry lookup.
+#[derive(Debug, Default)]
+pub(crate) struct PermissionSnapshot {
+    /// Bumped with every rebuild; plugins cache the registry per generation.
+    pub(crate) generation: u64,
+    /// Every permission of every active system, sorted by id.
+    pub(crate) list: Vec<RegisteredPermission>,
 }
 
 /// What plugins may know about the installation (host service `site`).
@@ -309,6 +308,7 @@ impl HostBuilder {
                 state: Mutex::new(State::default()),
                 active: RwLock::new(HashMap::new()),
                 subjects: SubjectCache::default(),
+                permissions: RwLock::new(Arc::default()),
                 sync_writes: !self.relaxed_durability,
                 call_budget: self
                     .call_budget
@@ -372,6 +372,8 @@ pub(crate) struct HostInner {
     active: RwLock<HashMap<String, Arc<ActivePlugin>>>,
     /// Resolved subjects, invalidated by the provider's events.
     subjects: SubjectCache,
+    /// The permission registry, rebuilt when the active set changes.
+    permissions: RwLock<Arc<PermissionSnapshot>>,
     /// Flush the store after every outermost call.
     sync_writes: bool,
     /// A call taking longer is reported.
@@ -472,7 +474,26 @@ impl HostInner {
 
     /// Every permission declared by an active plugin, sorted by id.
     pub(crate) fn permission_registry(&self) -> Vec<RegisteredPermission> {
-        let mut out: Vec<RegisteredPermission> = match self.active.read() {
+        self.permission_snapshot().list.clone()
+    }
+
+    /// The current registry (an `Arc` clone, no copy of the list).
+    pub(crate) fn permission_snapshot(&self) -> Arc<PermissionSnapshot> {
+        match self.permissions.read() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Rebuilds the registry from the active systems (after an activation
+    /// or deactivation) under a new generation.
+    fn refresh_permissions(&self) {
+        // Held while the list is built, so racing rebuilds publish in order.
+        let mut slot = match self.permissions.write() {
+            Ok(p) => p,
+            Err(p) => p.into_inner(),
+        };
+        let mut list: Vec<RegisteredPermission> = match self.active.read() {
             Ok(active) => active
                 .iter()
                 .flat_map(|(id, p)| {
@@ -489,8 +510,9 @@ impl HostInner {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        let generation = slot.generation + 1;
+        *slot = Arc::new(PermissionSnapshot { generation, list });
     }
 
     fn active_plugin(&self, id: &str) -> Result<Arc<ActivePlugin>, PluginError> {
@@ -638,9 +660,7 @@ impl HostInner {
         &self,
         user_id: Option<&str>,
     ) -> Result<Arc<CachedSubject>, PluginError> {
-        let key = user_id.map(str::to_string);
-        let now = self.now_unix_ms();
-        if let Some(hit) = self.subjects.get(&key, now) {
+        if let Some(hit) = self.subjects.get(user_id, || self.now_unix_ms()) {
             return Ok(hit);
         }
         let generation = self.subjects.generation();
@@ -654,7 +674,7 @@ impl HostInner {
             };
         };
         let request = serde_json::to_string(&syshost_plugin_api::ResolveSubjectRequest {
-            user_id: key.clone(),
+            user_id: user_id.map(str::to_string),
         })?;
         let out = self.dispatch(
             &provider_id,
@@ -680,7 +700,7 @@ impl HostInner {
             )));
         }
         let entry = Arc::new(CachedSubject::new(resolved.subject, resolved.valid_until));
-        self.subjects.insert(key, entry.clone(), generation);
+        self.subjects.insert(user_id, entry.clone(), generation);
         Ok(entry)
     }
 
@@ -956,6 +976,7 @@ impl Host {
                     if let Ok(mut active) = self.inner.active.write() {
                         active.insert(id.clone(), plugin);
                     }
+                    self.inner.refresh_permissions();
                     // A new system can add permissions (the administrator
                     // role holds all of them) or change who resolves users.
                     self.inner.subjects.clear();
@@ -1092,9 +1113,9 @@ impl Host {
 
     /// A permission id may be declared by one plugin only.
     fn check_permission_ids_unique(&self, manifest: &Manifest) -> Result<(), PluginError> {
-        let registry = self.inner.permission_registry();
+        let registry = self.inner.permission_snapshot();
         for decl in &manifest.permissions {
-            if let Some(existing) = registry.iter().find(|p| p.id == decl.id) {
+            if let Some(existing) = registry.list.iter().find(|p| p.id == decl.id) {
                 return Err(PluginError::conflict(format!(
                     "permission '{}' is declared by both '{}' and '{}'; permission ids must be unique",
                     decl.id, existing.plugin, manifest.id
@@ -1314,6 +1335,7 @@ impl Host {
                 Ok(mut active) => active.remove(id),
                 Err(_) => None,
             };
+            self.inner.refresh_permissions();
             if let Some(plugin) = plugin {
                 let ctx = CallContext::system();
                 let guard = enter(id, &ctx);

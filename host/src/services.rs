@@ -12,7 +12,10 @@ use abi_stable::std_types::{RNone, ROption, RResult, RSlice, RSome, RStr, RStrin
 use syshost_plugin_api::abi::{
     AbiError, CallMode, CasOutcome, HostObj, KvOp, KvOpKind, KvPair, ScanRequest,
 };
-use syshost_plugin_api::{codes, CallContext, Event, Mail, PluginError, Subject};
+use syshost_plugin_api::{
+    codes, CallContext, Event, Mail, PermissionRegistryRequest, PluginError, RegisteredPermission,
+    Subject,
+};
 
 use crate::runtime::HostInner;
 use crate::store::{BatchOp, Namespace, StoreError};
@@ -346,14 +349,37 @@ impl HostObj for PluginServices {
         }
     }
 
-    fn service(&self, name: RStr<'_>, _request: RStr<'_>) -> RResult<RString, AbiError> {
+    fn service(&self, name: RStr<'_>, request: RStr<'_>) -> RResult<RString, AbiError> {
         let run = || -> Result<RString, AbiError> {
             let host = self.host()?;
             match name.as_str() {
                 "permissions" => {
-                    let json = serde_json::to_string(&host.permission_registry())
+                    let json = serde_json::to_string(&host.permission_snapshot().list)
                         .map_err(|e| err(PluginError::from(e)))?;
                     Ok(RString::from(json))
+                }
+                "permission_registry" => {
+                    let request: PermissionRegistryRequest = serde_json::from_str(request.as_str())
+                        .map_err(|e| {
+                            err(PluginError::invalid(format!(
+                                "permission_registry request is not valid: {e}"
+                            )))
+                        })?;
+                    let snapshot = host.permission_snapshot();
+                    // Serialized from borrowed parts: no copy of the list.
+                    #[derive(serde::Serialize)]
+                    struct Answer<'a> {
+                        generation: u64,
+                        #[serde(skip_serializing_if = "Option::is_none")]
+                        permissions: Option<&'a [RegisteredPermission]>,
+                    }
+                    let current = request.known_generation == Some(snapshot.generation);
+                    serde_json::to_string(&Answer {
+                        generation: snapshot.generation,
+                        permissions: (!current).then_some(snapshot.list.as_slice()),
+                    })
+                    .map(RString::from)
+                    .map_err(|e| err(PluginError::from(e)))
                 }
                 "site" => serde_json::to_string(&host.site)
                     .map(RString::from)
@@ -370,7 +396,7 @@ impl HostObj for PluginServices {
                     Ok(RString::from(answer.to_string()))
                 }
                 other => Err(err(PluginError::not_found(format!(
-                    "this host offers no service named '{other}' (known: permissions, site, bootstrap_admin)"
+                    "this host offers no service named '{other}' (known: permissions, permission_registry, site, bootstrap_admin)"
                 )))),
             }
         };

@@ -246,3 +246,37 @@ pub struct ResolvedToken {
     #[serde(default)]
     pub replacement_token: Option<String>,
 }
+
+/// A permission in the host's registry: declared by an active plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RegisteredPermission {
+    /// Permission id, e.g. `role.create`.
+    pub id: String,
+    /// Short human name.
+    pub name: String,
+    /// What holding it allows.
+    pub description: String,
+    /// The declaring plugin.
+    pub plugin: String,
+}
+
+/// Request of the host service `permission_registry`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PermissionRegistryRequest {
+    /// The registry generation the caller already holds; when it is still
+    /// current the host answers without the list.
+    #[serde(default)]
+    pub known_generation: Option<u64>,
+}
+
+/// Answer of the host service `permission_registry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PermissionRegistryAnswer {
+    /// The current generation; it changes whenever a system is activated or
+    /// deactivated.
+    pub generation: u64,
+    /// Every registered permission sorted by id; absent when the caller's
+    /// `known_generation` is current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<RegisteredPermission>>,
+}

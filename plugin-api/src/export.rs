@@ -18,7 +18,11 @@ use crate::abi::{AbiError, HostBox, PluginBox, PluginMod, PluginModRef, PluginOb
 use crate::{codes, CallContext, Event, Host, Operations, Plugin, PluginError};
 
 /// Runs `f`, converting both errors and panics into an [`AbiError`].
-fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, AbiError> {
+/// `what` names the entry point; it is only formatted when `f` panics.
+fn guard<T>(
+    what: impl std::fmt::Display,
+    f: impl FnOnce() -> Result<T, PluginError>,
+) -> RResult<T, AbiError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => RResult::ROk(v),
         Ok(Err(e)) => RResult::RErr(e.into()),
@@ -29,6 +33,15 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T
             )
             .into(),
         ),
+    }
+}
+
+/// Names an operation in a panic message without formatting it up front.
+struct OperationName<'a>(&'a str);
+
+impl std::fmt::Display for OperationName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "operation '{}'", self.0)
     }
 }
 
@@ -91,7 +104,7 @@ impl<P: Plugin> PluginObj for Adapter<P> {
         context: RStr<'_>,
     ) -> RResult<RString, AbiError> {
         let op = operation.as_str();
-        guard(&format!("operation '{op}'"), || {
+        guard(OperationName(op), || {
             let ctx: CallContext = serde_json::from_str(context.as_str()).map_err(|e| {
                 PluginError::internal(format!("host sent an unreadable call context: {e}"))
             })?;

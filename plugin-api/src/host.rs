@@ -3,18 +3,51 @@
 //! [`Host`] and [`Store`] wrap the FFI object so plugin authors write
 //! ordinary Rust: byte slices or serde values in, `Result`s out.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use abi_stable::std_types::{RNone, ROption, RSlice, RSome, RVec};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::abi::{CallMode, HostBox, KvOp, KvOpKind, ScanRequest};
-use crate::{Mail, PluginError};
+use crate::{
+    Mail, PermissionRegistryAnswer, PermissionRegistryRequest, PluginError, RegisteredPermission,
+};
 
 /// The host services bound to one plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct Host {
     inner: Arc<HostBox>,
+    /// The last permission registry fetched (see [`Host::permissions`]),
+    /// shared by every clone.
+    registry: Arc<Mutex<Option<Arc<PermissionRegistry>>>>,
+}
+
+/// The host's permission registry as of one generation (see
+/// [`Host::permissions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermissionRegistry {
+    generation: u64,
+    permissions: Vec<RegisteredPermission>,
+    ids: HashSet<String>,
+}
+
+impl PermissionRegistry {
+    /// Every registered permission, sorted by id.
+    pub fn permissions(&self) -> &[RegisteredPermission] {
+        &self.permissions
+    }
+
+    /// Whether an active system declares `id` (a set lookup).
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// The registry generation (changes with every activation or
+    /// deactivation).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 /// Log severity for [`Host::log`].
@@ -37,6 +70,48 @@ impl Host {
     pub fn from_abi(inner: HostBox) -> Self {
         Host {
             inner: Arc::new(inner),
+            registry: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Every permission the active systems declare (host service
+    /// `permission_registry`). The decoded registry is kept and reused while
+    /// the host reports the same generation, so a call costs one small
+    /// service round trip; it is never staler than the host's registry.
+    pub fn permissions(&self) -> Result<Arc<PermissionRegistry>, PluginError> {
+        let held = self
+            .registry
+            .lock()
+            .map_err(|_| PluginError::internal("permission registry cache poisoned"))?
+            .clone();
+        let answer: PermissionRegistryAnswer = self.service(
+            "permission_registry",
+            &PermissionRegistryRequest {
+                known_generation: held.as_ref().map(|r| r.generation),
+            },
+        )?;
+        match (answer.permissions, held) {
+            (None, Some(held)) if held.generation == answer.generation => Ok(held),
+            (None, _) => Err(PluginError::internal(
+                "host service permission_registry answered without the registry",
+            )),
+            (Some(permissions), _) => {
+                let fresh = Arc::new(PermissionRegistry {
+                    generation: answer.generation,
+                    ids: permissions.iter().map(|p| p.id.clone()).collect(),
+                    permissions,
+                });
+                if let Ok(mut slot) = self.registry.lock() {
+                    // Keep the newest of racing fetches.
+                    if slot
+                        .as_ref()
+                        .is_none_or(|r| r.generation <= fresh.generation)
+                    {
+                        *slot = Some(fresh.clone());
+                    }
+                }
+                Ok(fresh)
+            }
         }
     }
 

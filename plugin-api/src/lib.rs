@@ -79,11 +79,12 @@ pub mod validate;
 pub mod view;
 
 pub use context::{
-    CallContext, Event, Mail, ResolveSubjectRequest, ResolveTokenRequest, ResolvedSubject,
+    CallContext, Event, Mail, PermissionRegistryAnswer, PermissionRegistryRequest,
+    RegisteredPermission, ResolveSubjectRequest, ResolveTokenRequest, ResolvedSubject,
     ResolvedToken, Subject, UserSubject,
 };
 pub use error::{codes, PluginError};
-pub use host::{prefix_end, Batch, BatchResult, Entry, Host, Level, Store};
+pub use host::{prefix_end, Batch, BatchResult, Entry, Host, Level, PermissionRegistry, Store};
 pub use manifest::{
     is_valid_ident, is_valid_permission_id, topic_matches, Access, Dependency, Manifest,
     OperationDecl, PermissionDecl, SubjectProvider, TokenResolver,

@@ -192,6 +192,11 @@ fn decode_request<Req: DeserializeOwned>(op: &str, payload: &str) -> Result<Req,
     } else {
         trimmed
     };
+    // Fast path: plain serde_json. Only a request that fails to decode is
+    // decoded again with path tracking, to name the offending field.
+    if let Ok(request) = serde_json::from_str::<Req>(body) {
+        return Ok(request);
+    }
     let mut de = serde_json::Deserializer::from_str(body);
     let request: Req = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

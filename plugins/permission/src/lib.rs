@@ -160,7 +160,18 @@ impl Plugin for PermissionSystem {
 
 impl PermissionSystem {
     fn registry(&self) -> Result<Vec<PermissionInfo>, PluginError> {
-        self.host.service("permissions", &NoInput {})
+        Ok(self
+            .host
+            .permissions()?
+            .permissions()
+            .iter()
+            .map(|p| PermissionInfo {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                description: p.description.clone(),
+                plugin: p.plugin.clone(),
+            })
+            .collect())
     }
 
     fn ping(&self, _: NoInput, _: &CallContext) -> Result<Pong, PluginError> {
@@ -214,8 +225,8 @@ impl PermissionSystem {
     }
 
     fn check(&self, req: CheckRequest, _: &CallContext) -> Result<CheckResponse, PluginError> {
-        let known: std::collections::BTreeSet<String> =
-            self.registry()?.into_iter().map(|p| p.id).collect();
+        // The cached registry: a set lookup per id, no copy of the list.
+        let known = self.host.permissions()?;
         let unknown: std::collections::BTreeSet<String> = req
             .ids
             .into_iter()

@@ -44,12 +44,6 @@ const MAX_ATTEMPTS: usize = 32;
 /// Id of the built-in administrator role.
 pub const ADMIN_ROLE: &str = "admin";
 
-/// One entry of the host's permission registry.
-#[derive(serde::Deserialize, schemars::JsonSchema)]
-struct RegisteredPermission {
-    id: String,
-}
-
 fn role_key(id: &str) -> String {
     format!("{ROLE_PREFIX}{id}")
 }
@@ -252,8 +246,13 @@ impl RoleSystem {
 
     /// Every permission id the active systems declare.
     fn all_permissions(&self) -> Result<Vec<String>, PluginError> {
-        let registry: Vec<RegisteredPermission> = self.host.service("permissions", &NoInput {})?;
-        Ok(registry.into_iter().map(|p| p.id).collect())
+        Ok(self
+            .host
+            .permissions()?
+            .permissions()
+            .iter()
+            .map(|p| p.id.clone())
+            .collect())
     }
 
     /// The role as callers see it (the administrator role's permission set
