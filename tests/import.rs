@@ -184,6 +184,89 @@ fn one_bad_item_rejects_the_whole_batch_naming_it() {
 }
 
 #[test]
+fn one_import_is_one_summary_event_that_the_audit_trail_records() {
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (host, user) = start(&plugins, data.path());
+    let audit = host.activate("audit").expect("audit activates");
+    let audit_entries = |action: &str| -> Vec<Value> {
+        let page: Value = audit
+            .call("list", &json!({"action": action, "limit": 500}))
+            .expect("audit list");
+        page["items"].as_array().expect("items").clone()
+    };
+    let phc = dataset::hash_password(PASSWORD).unwrap();
+    let batch = |from: u32, n: u32| -> Value {
+        (from..from + n)
+            .map(|i| json!({"email": format!("i{i}@example.com"), "password_hash": phc}))
+            .collect()
+    };
+    let first = import(&user, batch(0, 3)).unwrap();
+    let second = import(&user, batch(3, 2)).unwrap();
+
+    // One `user.imported` entry per call, naming every new id in request
+    // order; no per-user `user.created`.
+    let imported = audit_entries("user.imported");
+    assert_eq!(imported.len(), 2, "{imported:?}");
+    // Newest first.
+    assert_eq!(imported[0]["details"]["user_ids"], second["ids"]);
+    assert_eq!(imported[0]["details"]["count"], 2);
+    assert_eq!(imported[1]["details"]["user_ids"], first["ids"]);
+    assert_eq!(imported[1]["details"]["count"], 3);
+    assert_eq!(imported[1]["outcome"], "success");
+    assert_eq!(imported[1]["actor"], "system");
+    assert!(audit_entries("user.created").is_empty());
+
+    // A refused batch publishes nothing and stores nothing: the duplicate
+    // (in another letter case) is named by its row.
+    let e = import(
+        &user,
+        json!([
+            {"email": "fresh@example.com"},
+            {"email": "I1@EXAMPLE.com", "password_hash": phc}
+        ]),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, codes::CONFLICT, "{e:?}");
+    assert_eq!(field(&e), "users[1].email");
+    assert!(e.message.contains("already in use"), "{e:?}");
+    assert_eq!(total(&user), 5);
+    assert_eq!(audit_entries("user.imported").len(), 2);
+    let fresh: Value = user
+        .call("list", &json!({"search": "fresh@", "limit": 1}))
+        .unwrap();
+    assert_eq!(fresh["total"], 0, "nothing of the refused batch: {fresh}");
+
+    // Subjects of imported users resolve at once (the event cleared any
+    // cached answer), and imported users log in.
+    let id = first["ids"][1].as_str().unwrap();
+    let subject = host.subject(Some(id)).expect("subject");
+    assert!(
+        matches!(subject.subject(), Subject::User(u) if u.id == id),
+        "{:?}",
+        subject.subject()
+    );
+    authenticate(&user, "i1@example.com", PASSWORD).unwrap();
+
+    // Everything survives a restart: records, indexes, audit entries.
+    host.shutdown();
+    drop((user, audit, host));
+    let (host, user) = start(&plugins, data.path());
+    assert_eq!(total(&user), 5);
+    let by_email: Value = user
+        .call("list", &json!({"search": "i4@example.com"}))
+        .unwrap();
+    assert_eq!(by_email["items"][0]["id"], second["ids"][1]);
+    authenticate(&user, "i4@example.com", PASSWORD).unwrap();
+    let audit = host.activate("audit").expect("audit activates");
+    let page: Value = audit
+        .call("list", &json!({"action": "user.imported"}))
+        .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    host.shutdown();
+}
+
+#[test]
 fn import_needs_the_create_permission() {
     let plugins = PluginDir::systems_and(&[]);
     let data = tempfile::tempdir().unwrap();

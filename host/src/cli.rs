@@ -492,7 +492,14 @@ fn import(config: &Config, file: &std::path::Path, batch_size: usize) -> Result<
     let result =
         crate::dataset::import_items(&user, crate::dataset::read_lines(reader), batch_size);
     host.shutdown();
+    drop((user, host));
+    let stored = match &result {
+        Ok(report) => report.imported,
+        Err(failure) => failure.done.imported,
+    };
+    let folded = fold_log(config, stored);
     let report = result.map_err(|e| e.to_string())?;
+    folded?;
     println!(
         "imported {} user(s) in {} batch(es), {:.0} users/s",
         report.imported,
@@ -500,6 +507,17 @@ fn import(config: &Config, file: &std::path::Path, batch_size: usize) -> Result<
         report.rate()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// After a bulk write (`imported` accounts), folds sled's log into its
+/// recovery snapshot so the next start does not replay it (see
+/// [`crate::store::fold_recovery_log`]).
+fn fold_log(config: &Config, imported: u64) -> Result<(), String> {
+    if imported == 0 {
+        return Ok(());
+    }
+    crate::store::fold_recovery_log(&config.data_dir, config.store_options())
+        .map_err(|e| format!("the import is stored, but reopening the store failed: {e}"))
 }
 
 fn dev_seed(config: &Config, users: u64, seed: u64, password: &str) -> Result<ExitCode, String> {
@@ -510,7 +528,10 @@ fn dev_seed(config: &Config, users: u64, seed: u64, password: &str) -> Result<Ex
     }
     let result = crate::dataset::seed(&host, users, seed, password);
     host.shutdown();
+    drop(host);
+    let folded = fold_log(config, result.as_ref().map_or(0, |r| r.imported));
     let report = result?;
+    folded?;
     println!(
         "seeded {} user(s) (dataset {seed}) in {:.1} s, {:.0} users/s; every user's password is the one given with --password (default '{}')",
         report.imported,

@@ -459,6 +459,25 @@ pub fn seed(host: &Host, users: u64, seed: u64, password: &str) -> Result<Import
     prepare_references(host)?;
     let phc = hash_password(password)?;
     let now = crate::runtime::system_now_ms();
-    let items = (0..users).map(|i| Ok((i as usize + 1, generated_user(seed, i, now, &phc))));
-    import_items(&user, items, IMPORT_BATCH).map_err(|e| e.to_string())
+    // Users are generated on a second thread while the import calls run,
+    // at most a few batches ahead (a bounded channel), so generating and
+    // storing overlap on two cores and memory stays flat at any size.
+    let (tx, rx) = std::sync::mpsc::sync_channel(2 * IMPORT_BATCH);
+    let generator = std::thread::Builder::new()
+        .name("syshost-seed".into())
+        .spawn(move || {
+            for i in 0..users {
+                let item = (i as usize + 1, generated_user(seed, i, now, &phc));
+                if tx.send(Ok(item)).is_err() {
+                    // The import stopped early (an error); stop too.
+                    return;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the generator thread: {e}"))?;
+    let report = import_items(&user, rx, IMPORT_BATCH).map_err(|e| e.to_string());
+    generator
+        .join()
+        .map_err(|_| "the generator thread panicked".to_string())?;
+    report
 }

@@ -7,7 +7,7 @@
 //! gets its own `user.updated` event (`changes: ["roles"]` / `["groups"]`),
 //! which also drops that user's cached subject.
 
-use syshost_plugin_api::PluginError;
+use syshost_plugin_api::{PluginError, Store};
 
 use crate::admin;
 use crate::model::Ctx;
@@ -139,6 +139,35 @@ pub fn release_orphaned_seats(ctx: &Ctx) -> Result<usize, PluginError> {
     Ok(freed)
 }
 
+/// The distinct ids `<id>` of the membership index keys
+/// `<prefix><id>/<user>`, found by skipping: one one-key range read per
+/// distinct id (from `<prefix><id>0`, the first key after every
+/// `<prefix><id>/…`), so the cost follows the number of roles or groups in
+/// use, never the number of users.
+pub fn indexed_ids(store: &Store, prefix: &str) -> Result<Vec<String>, PluginError> {
+    let end = syshost_plugin_api::prefix_end(prefix.as_bytes());
+    let mut ids = Vec::new();
+    let mut from = prefix.as_bytes().to_vec();
+    loop {
+        let Some((key, _)) = store.range(&from, end.as_deref(), 1)?.into_iter().next() else {
+            return Ok(ids);
+        };
+        let rest = &key[prefix.len()..];
+        let Some(slash) = rest.iter().position(|b| *b == b'/') else {
+            // Not a membership key (never written); step over it.
+            from = key.clone();
+            from.push(0);
+            continue;
+        };
+        if let Ok(id) = std::str::from_utf8(&rest[..slash]) {
+            ids.push(id.to_string());
+        }
+        // `0` is the byte after `/`: the first key past this id's entries.
+        from = key[..prefix.len() + slash].to_vec();
+        from.push(b'0');
+    }
+}
+
 /// Removes, from every user, role and group ids whose role or group no
 /// longer exists; returns how many users changed.
 ///
@@ -155,16 +184,7 @@ pub fn drop_dangling_memberships(ctx: &Ctx) -> Result<usize, PluginError> {
     let store = ctx.store();
     let mut changed = 0;
     for (kind, system) in [(Membership::Role, "role"), (Membership::Group, "group")] {
-        let prefix = format!("{system}/");
-        let ids: std::collections::BTreeSet<String> = store
-            .scan_prefix(&prefix)?
-            .into_iter()
-            .filter_map(|(key, _)| {
-                let rest = key.get(prefix.len()..)?;
-                let end = rest.iter().position(|b| *b == b'/')?;
-                String::from_utf8(rest[..end].to_vec()).ok()
-            })
-            .collect();
+        let ids = indexed_ids(&store, &format!("{system}/"))?;
         let ids: Vec<String> = ids.into_iter().collect();
         for chunk in ids.chunks(100) {
             let check: Check =

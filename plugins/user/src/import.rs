@@ -9,6 +9,9 @@
 //! (each user's id and address expected absent). Either all users of the
 //! call exist afterwards or none does; the host commits (and, under a
 //! flush-per-write durability policy, flushes) once per call, not per user.
+//! The call publishes ONE `user.imported` event naming every new id (not a
+//! `user.created` per account): subscribers get the same information with
+//! one delivery per batch.
 //! No password is hashed here: `password_hash` is stored as given after
 //! [`password::check_stored`] accepted it, and rehashed with the current
 //! parameters at the user's next login if they differ.
@@ -21,7 +24,7 @@ use syshost_plugin_api::{BatchResult, CallContext, PluginError};
 use crate::admin;
 use crate::codes;
 use crate::email;
-use crate::model::{ConsentEntry, CreatedEvent, Ctx, Status, UserRecord};
+use crate::model::{ConsentEntry, Ctx, ImportedEvent, Status, UserRecord};
 use crate::password;
 use crate::profile::Profile;
 use crate::store;
@@ -210,7 +213,7 @@ fn validate_item(
 
 /// `import` (permission `user.create`): creates up to [`MAX_IMPORT_BATCH`]
 /// accounts with pre-hashed passwords in one atomic batch, then publishes
-/// `user.created` for each. Any invalid item, an address used twice in the
+/// one `user.imported` naming them all. Any invalid item, an address used twice in the
 /// request (`invalid_input`) or already taken (`conflict`) rejects the
 /// whole request and stores nothing.
 pub fn import(
@@ -278,17 +281,17 @@ pub fn import(
         }
         match store::commit_new_users(ctx, &store, ops, records.iter().map(|(r, _)| r))? {
             BatchResult::Committed => {
-                for (record, _) in &records {
-                    ctx.host.publish(
-                        "user.created",
-                        &CreatedEvent {
-                            user_id: record.id.clone(),
-                        },
-                    )?;
-                }
+                let ids: Vec<String> = records.into_iter().map(|(r, _)| r.id).collect();
+                ctx.host.publish(
+                    "user.imported",
+                    &ImportedEvent {
+                        count: ids.len() as u64,
+                        user_ids: ids.clone(),
+                    },
+                )?;
                 return Ok(ImportResponse {
-                    imported: records.len() as u64,
-                    ids: records.into_iter().map(|(r, _)| r.id).collect(),
+                    imported: ids.len() as u64,
+                    ids,
                 });
             }
             BatchResult::PreconditionFailed(op) => {

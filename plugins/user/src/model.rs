@@ -167,6 +167,8 @@ pub struct AvatarInfo {
 /// [`crate::store::modify`] (or create/delete), which expects this record's
 /// current bytes and stores it again with `rev` incremented, so a write that
 /// raced another change of the same user is retried instead of lost.
+/// Empty and default fields (`false` flags, `None`, empty sets) are left out
+/// of the stored JSON and read back as their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UserRecord {
     /// 32 lowercase hex digits; never changes.
@@ -176,42 +178,49 @@ pub struct UserRecord {
     /// Enabled, disabled or enabled until a time.
     pub status: Status,
     /// Whether the address was confirmed (or an administrator said so).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub email_verified: bool,
     /// The user must set a new password before anything else.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub require_password_change: bool,
     /// Creation time, ms since the Unix epoch.
     pub created_at: i64,
     /// Time of the last change of a visible field, ms since the Unix epoch.
     pub updated_at: i64,
     /// When the password was last set; `None` while the account has none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_changed_at: Option<i64>,
     /// Time of the last successful `authenticate`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_login_at: Option<i64>,
     /// Contact and profile data.
     #[serde(default)]
     pub profile: Profile,
     /// The avatar's metadata, when the user has one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar: Option<AvatarInfo>,
     /// Role ids held (each also indexed under `role/<role>/<user>`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub roles: BTreeSet<String>,
     /// Group ids (each also indexed under `group/<group>/<user>`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub groups: BTreeSet<String>,
     /// Directly granted permission ids.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub permissions: BTreeSet<String>,
     /// Consent history per consent option id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub consents: BTreeMap<String, Vec<ConsentEntry>>,
     /// Revision: incremented by every write to any of this user's keys.
     #[serde(default)]
     pub rev: u64,
+}
+
+/// `skip_serializing_if` helper: stored records leave out `false` flags
+/// (absent reads back as `false`), which keeps every record smaller on
+/// disk.
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A user account as every operation returns it. Never contains credentials
@@ -306,6 +315,16 @@ pub mod change {
 pub struct CreatedEvent {
     /// The new user's id.
     pub user_id: String,
+}
+
+/// Payload of `user.imported`: one event per `import` call (one atomic
+/// batch) instead of one `user.created` per account.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ImportedEvent {
+    /// How many accounts the batch created.
+    pub count: u64,
+    /// Their ids, in request order.
+    pub user_ids: Vec<String>,
 }
 
 /// Payload of `user.updated`.
