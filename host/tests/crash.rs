@@ -396,31 +396,41 @@ fn a_role_left_on_users_by_an_interrupted_deletion_is_removed_at_start() {
     let c = client();
     let token = admin_token(&c, &s);
     let t = Some(token.as_str());
-    let (status, v) = call(
-        &c,
-        &s,
-        "role/create",
-        t,
-        &json!({"id": "temp", "name": "Temp"}),
-    );
-    assert_eq!(status, 200, "{v}");
+    // Ids that sort around each other in the membership index
+    // (`role/temp-x/…` < `role/temp/…` < `role/temp0…`): start-up finds the
+    // distinct ids by skipping from one id to the next.
+    for (id, name) in [("temp", "Temp"), ("temp-x", "Temp-x"), ("tempkeep", "Kept")] {
+        let (status, v) = call(&c, &s, "role/create", t, &json!({"id": id, "name": name}));
+        assert_eq!(status, 200, "{v}");
+    }
     let (status, v) = call(
         &c,
         &s,
         "user/create",
         t,
-        &json!({"email": "holder@example.test", "verified": true, "roles": ["temp"]}),
+        &json!({"email": "holder@example.test", "verified": true, "roles": ["temp", "temp-x", "tempkeep"]}),
     );
     assert_eq!(status, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
+    let (status, v) = call(
+        &c,
+        &s,
+        "user/create",
+        t,
+        &json!({"email": "other@example.test", "verified": true, "roles": ["temp-x"]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let other = v["id"].as_str().unwrap().to_string();
     s.stop();
     {
         // The role system's half of the deletion, without the event.
         use syshost::store::{SledStore, Store};
         let store = SledStore::open(&common::data_dir(cwd.path())).unwrap();
         let roles = store.plugin_namespace("role").unwrap();
-        assert!(roles.delete(b"role/temp").unwrap());
-        assert!(roles.delete(b"name/temp").unwrap());
+        for id in ["temp", "temp-x"] {
+            assert!(roles.delete(format!("role/{id}").as_bytes()).unwrap());
+            assert!(roles.delete(format!("name/{id}").as_bytes()).unwrap());
+        }
         store.flush().unwrap();
     }
 
@@ -428,6 +438,8 @@ fn a_role_left_on_users_by_an_interrupted_deletion_is_removed_at_start() {
     let token = admin_token(&c, &s);
     let t = Some(token.as_str());
     let (_, v) = call(&c, &s, "user/get", t, &json!({ "id": id }));
+    assert_eq!(v["roles"], json!(["tempkeep"]), "{v}");
+    let (_, v) = call(&c, &s, "user/get", t, &json!({ "id": other }));
     assert_eq!(v["roles"], json!([]), "{v}");
     // A new role under the old id grants nothing to the former holder.
     let (status, v) = call(
@@ -439,10 +451,10 @@ fn a_role_left_on_users_by_an_interrupted_deletion_is_removed_at_start() {
     );
     assert_eq!(status, 200, "{v}");
     let (_, v) = call(&c, &s, "user/get", t, &json!({ "id": id }));
-    assert_eq!(v["roles"], json!([]), "{v}");
+    assert_eq!(v["roles"], json!(["tempkeep"]), "{v}");
     assert!(
         s.log_text()
-            .contains("removed deleted roles or groups from 1 user(s)"),
+            .contains("removed deleted roles or groups from 3 user(s)"),
         "{}",
         s.log_text()
     );

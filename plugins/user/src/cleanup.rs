@@ -152,18 +152,20 @@ pub fn indexed_ids(store: &Store, prefix: &str) -> Result<Vec<String>, PluginErr
         let Some((key, _)) = store.range(&from, end.as_deref(), 1)?.into_iter().next() else {
             return Ok(ids);
         };
-        let rest = &key[prefix.len()..];
-        let Some(slash) = rest.iter().position(|b| *b == b'/') else {
+        let slash = key
+            .get(prefix.len()..)
+            .and_then(|rest| rest.iter().position(|b| *b == b'/'));
+        let Some(slash) = slash.map(|at| prefix.len() + at) else {
             // Not a membership key (never written); step over it.
-            from = key.clone();
+            from = key;
             from.push(0);
             continue;
         };
-        if let Ok(id) = std::str::from_utf8(&rest[..slash]) {
+        if let Ok(id) = std::str::from_utf8(&key[prefix.len()..slash]) {
             ids.push(id.to_string());
         }
         // `0` is the byte after `/`: the first key past this id's entries.
-        from = key[..prefix.len() + slash].to_vec();
+        from = key[..slash].to_vec();
         from.push(b'0');
     }
 }
