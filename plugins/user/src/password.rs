@@ -20,6 +20,7 @@
 //!   the hash time. A stored hash whose parameters need more memory than a
 //!   pooled buffer gets a fresh allocation.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
@@ -168,15 +169,24 @@ fn nfkc(s: &str) -> String {
     s.nfkc().collect()
 }
 
-/// The common-password list, lower-cased, built once.
-fn common_passwords() -> &'static HashSet<String> {
-    static SET: OnceLock<HashSet<String>> = OnceLock::new();
+/// The common-password list, lower-cased, built once (on the start-up path
+/// when the first administrator is created). Lines that are already
+/// lower-case ASCII, where NFKC and lower-casing change nothing, are
+/// borrowed from the embedded text instead of normalized and copied.
+fn common_passwords() -> &'static HashSet<Cow<'static, str>> {
+    static SET: OnceLock<HashSet<Cow<'static, str>>> = OnceLock::new();
     SET.get_or_init(|| {
         COMMON_PASSWORDS_TXT
             .lines()
             .map(str::trim_end)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| nfkc(l).to_lowercase())
+            .map(|l| {
+                if l.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+                    Cow::Borrowed(l)
+                } else {
+                    Cow::Owned(nfkc(l).to_lowercase())
+                }
+            })
             .collect()
     })
 }
@@ -558,6 +568,8 @@ mod tests {
         assert!(set.contains("123456"));
         assert!(set.contains("password"));
         assert!(!set.iter().any(|p| p.starts_with('#')));
+        // Borrowed or normalized, every entry is in the folded form lookups use.
+        assert!(set.iter().all(|p| nfkc(p).to_lowercase() == **p));
         assert!(is_common("PassWord"));
         assert!(!is_common("correct horse battery staple x9"));
     }
