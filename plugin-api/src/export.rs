@@ -6,7 +6,9 @@
 //! keeps one faulty plugin from taking the host down: a panic becomes an
 //! `AbiError` with code `plugin_panicked`.
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
@@ -34,6 +36,38 @@ fn guard<T>(
             .into(),
         ),
     }
+}
+
+thread_local! {
+    /// The last call context this thread decoded, with its JSON: calls made
+    /// by the host and by other plugins repeat the same context, so most
+    /// calls skip decoding it.
+    static LAST_CONTEXT: RefCell<Option<(String, Rc<CallContext>)>> = const { RefCell::new(None) };
+}
+
+/// The decoded call context for `json`, reusing this thread's last one when
+/// the JSON is byte-for-byte the same.
+fn decode_context(json: &str) -> Result<Rc<CallContext>, PluginError> {
+    let hit = LAST_CONTEXT.with(|last| {
+        last.borrow()
+            .as_ref()
+            .filter(|(seen, _)| seen == json)
+            .map(|(_, ctx)| ctx.clone())
+    });
+    if let Some(ctx) = hit {
+        return Ok(ctx);
+    }
+    let ctx: Rc<CallContext> = Rc::new(serde_json::from_str(json).map_err(|e| {
+        PluginError::internal(format!("host sent an unreadable call context: {e}"))
+    })?);
+    LAST_CONTEXT.with(|last| {
+        // Not while a handler holds a borrow: handlers never touch it, and
+        // the borrow above has ended.
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some((json.to_string(), ctx.clone()));
+        }
+    });
+    Ok(ctx)
 }
 
 /// Names an operation in a panic message without formatting it up front.
@@ -105,9 +139,7 @@ impl<P: Plugin> PluginObj for Adapter<P> {
     ) -> RResult<RString, AbiError> {
         let op = operation.as_str();
         guard(OperationName(op), || {
-            let ctx: CallContext = serde_json::from_str(context.as_str()).map_err(|e| {
-                PluginError::internal(format!("host sent an unreadable call context: {e}"))
-            })?;
+            let ctx = decode_context(context.as_str())?;
             self.operations
                 .dispatch(&self.plugin, op, payload.as_str(), &ctx)
                 .map(RString::from)
@@ -156,4 +188,48 @@ macro_rules! export_plugin {
             $crate::__private::root_module(manifest, instantiate)
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Subject, UserSubject};
+
+    #[test]
+    fn contexts_arrive_intact_and_a_repeated_one_is_reused() {
+        let user = CallContext {
+            subject: Subject::User(UserSubject {
+                id: "u1".into(),
+                permissions: ["a.b".to_string()].into(),
+                session_id: Some("s1".into()),
+                ..Default::default()
+            }),
+            request_id: Some("r1".into()),
+            client_addr: Some("10.0.0.1".into()),
+            restricted_to: Some(["user.change_password".to_string()].into()),
+            ..Default::default()
+        };
+        let user_json = serde_json::to_string(&user).unwrap();
+        let first = decode_context(&user_json).unwrap();
+        assert_eq!(*first, user);
+        let again = decode_context(&user_json).unwrap();
+        assert!(
+            Rc::ptr_eq(&first, &again),
+            "same JSON reuses the decoded context"
+        );
+
+        // A different context (one field differs) is decoded afresh.
+        let other = CallContext {
+            request_id: Some("r2".into()),
+            ..user.clone()
+        };
+        let decoded = decode_context(&serde_json::to_string(&other).unwrap()).unwrap();
+        assert_eq!(*decoded, other);
+        let system = decode_context(&serde_json::to_string(&CallContext::system()).unwrap());
+        assert_eq!(*system.unwrap(), CallContext::system());
+        assert_eq!(*decode_context(&user_json).unwrap(), user);
+
+        let err = decode_context("{not json").unwrap_err();
+        assert_eq!(err.code, codes::INTERNAL);
+    }
 }
