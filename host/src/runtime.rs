@@ -570,12 +570,12 @@ impl HostInner {
                 self.max_response_bytes
             )));
         }
-        let ctx_json = serde_json::to_string(ctx)?;
+        let ctx_json = context_json(ctx)?;
         let started = std::time::Instant::now();
         let (guard, outermost) = enter(target, ctx)?;
         let result = plugin
             .object
-            .call(operation.into(), payload.into(), ctx_json.as_str().into())
+            .call(operation.into(), payload.into(), ctx_json.as_ref().into())
             .into_result()
             .map_err(PluginError::from)
             .and_then(|out| {
@@ -761,6 +761,20 @@ impl HostInner {
             }
         }
     }
+}
+
+/// The JSON of `ctx` as plugins receive it. The bare system context (every
+/// call the host makes itself) is encoded once per process.
+fn context_json(ctx: &CallContext) -> Result<std::borrow::Cow<'static, str>, PluginError> {
+    static SYSTEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if *ctx == CallContext::system() {
+        if let Some(json) = SYSTEM.get() {
+            return Ok(std::borrow::Cow::Borrowed(json.as_str()));
+        }
+        let json = serde_json::to_string(ctx)?;
+        return Ok(std::borrow::Cow::Borrowed(SYSTEM.get_or_init(|| json)));
+    }
+    Ok(std::borrow::Cow::Owned(serde_json::to_string(ctx)?))
 }
 
 /// Checks a caller against an operation's access rule.
@@ -1435,5 +1449,28 @@ impl SystemHandle {
     /// The system's manifest.
     pub fn manifest(&self) -> Option<Manifest> {
         self.host.manifest(&self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_json_is_the_serde_encoding_with_the_system_context_cached() {
+        let system = CallContext::system();
+        let first = context_json(&system).unwrap();
+        assert_eq!(first, serde_json::to_string(&system).unwrap());
+        assert!(matches!(first, std::borrow::Cow::Borrowed(_)));
+        assert_eq!(context_json(&system).unwrap(), first);
+        // Anything that differs from the bare system context is encoded as is.
+        let traced = CallContext {
+            request_id: Some("r1".into()),
+            ..CallContext::system()
+        };
+        let json = context_json(&traced).unwrap();
+        assert_eq!(json, serde_json::to_string(&traced).unwrap());
+        let back: CallContext = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, traced);
     }
 }
