@@ -38,10 +38,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use syshost_plugin_api::{Host, PluginError, Store};
+use syshost_plugin_api::{codes, Host, PluginError, Store};
 
 use crate::model::{SortKey, SortOrder, Status, StatusFilter, UserRecord};
 use crate::store;
@@ -54,6 +54,11 @@ const BUILD_PAGE: usize = 2048;
 const USER_END: &[u8] = b"user0";
 /// Dead slots tolerated beyond the live ones before a compaction.
 const DEAD_SLACK: usize = 4096;
+/// How long a `list` waits for a build another call is running before it
+/// answers `unavailable`: well inside the host's per-call budget, so callers
+/// arriving during a long first build (about 7 s at 1 M users) never become
+/// overdue calls that would make the host refuse every call of the system.
+const BUILD_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Whether `status` passes the `list` status filter at `now`.
 pub fn matches_status(filter: StatusFilter, status: &Status, now: i64) -> bool {
@@ -251,8 +256,17 @@ impl UserIndex {
     }
 
     /// Answers `query`, building the index first when it is not built.
+    /// A build another call is running is waited for at most
+    /// [`BUILD_PATIENCE`]; after that the answer is `unavailable` (503), so
+    /// only the building call can outlive the host's call budget.
     pub fn list(&self, host: &Host, query: &Query<'_>) -> Result<Page, PluginError> {
         for _ in 0..3 {
+            if !self.await_other_build(BUILD_PATIENCE) {
+                return Err(PluginError::new(
+                    codes::UNAVAILABLE,
+                    "the user list is being indexed (the first list since the start); try again in a few seconds",
+                ));
+            }
             if let State::Ready(index) = &*self.lock_read() {
                 return Ok(index.query(query));
             }
@@ -261,6 +275,21 @@ impl UserIndex {
         Err(PluginError::conflict(
             "the user list changed while it was being indexed; try again",
         ))
+    }
+
+    /// Waits up to `patience` while another call builds the index; false if
+    /// that build is still running then (true when built or not started).
+    fn await_other_build(&self, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
+        loop {
+            if !matches!(&*self.lock_read(), State::Building { .. }) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Builds the index from the store unless it is built.
@@ -837,6 +866,31 @@ where
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_list_waits_for_another_calls_build_only_so_long() {
+        let users = Arc::new(UserIndex::new());
+        // Not built: the caller builds it itself, no waiting.
+        assert!(users.await_other_build(Duration::ZERO));
+        *users.lock_write() = State::Building {
+            pending: HashSet::new(),
+            poisoned: false,
+        };
+        let t = Instant::now();
+        assert!(!users.await_other_build(Duration::from_millis(50)));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // A build that finishes while the caller waits lets it through.
+        let builder = {
+            let users = users.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                *users.lock_write() = State::Ready(Box::default());
+            })
+        };
+        assert!(users.await_other_build(Duration::from_secs(5)));
+        builder.join().expect("builder thread");
+        assert!(users.is_built());
+    }
 
     /// A small deterministic generator (xorshift64*).
     struct Rng(u64);
