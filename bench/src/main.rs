@@ -29,7 +29,8 @@ use clap::Parser;
 use serde_json::{json, Value};
 
 mod baseline;
-mod micro;
+
+use syshost_bench::micro;
 
 /// The plugin libraries `enable = ["user"]` activates: the seven systems and
 /// `audit`, which `user` wants.

@@ -1,10 +1,8 @@
-//! In-process micro figures: the cross-plugin call round trip and the
-//! permission check on a cached subject, each next to its direct limit.
-//!
-//! The same measurements as the criterion benches (`benches/micro.rs`), run
-//! by the driver so they land in its table and in the regression baseline.
-//! Each figure is the median of many timed batches (nanoseconds per
-//! operation), taken against the release plugin libraries.
+//! The micro figures — the cross-plugin call round trip and the permission
+//! check on a cached subject, each next to its direct limit — shared by the
+//! driver (`--only micro`, which times them into its table and baseline) and
+//! the criterion benches (`benches/micro.rs`), so both measure exactly the
+//! same operations.
 
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -22,24 +20,13 @@ struct CheckRequest {
 
 /// The response shape `permission.check` encodes.
 #[derive(Serialize, Deserialize)]
-struct CheckResponse {
-    unknown: Vec<String>,
+pub struct CheckResponse {
+    /// The ids the registry does not know.
+    pub unknown: Vec<String>,
 }
 
 /// The payload of the call figure: three ids, one unknown.
-const PAYLOAD: &str = r#"{"ids":["user.read","role.read","no.such"]}"#;
-
-/// Nanoseconds per operation of each micro figure.
-pub struct MicroFigures {
-    /// `Host::call_raw("permission", "check", …)` + decoding the answer.
-    pub call_round_trip_ns: f64,
-    /// The same serde work and a set lookup, called directly.
-    pub call_direct_ns: f64,
-    /// `Host::subject(id)` from the cache + `has_permission`.
-    pub cached_subject_ns: f64,
-    /// `HashSet<String>::contains`.
-    pub hash_set_ns: f64,
-}
+pub const PAYLOAD: &str = r#"{"ids":["user.read","role.read","no.such"]}"#;
 
 /// The direct call: the serde work of the round trip and a set lookup
 /// standing in for the registry.
@@ -52,6 +39,114 @@ fn direct_check(payload: &str, registry: &HashSet<String>) -> Result<String, ser
         .filter(|id| !registry.contains(id))
         .collect();
     serde_json::to_string(&CheckResponse { unknown })
+}
+
+/// A host with the plugin libraries active and an administrator whose
+/// subject is cached: the operations each micro figure times.
+pub struct Fixture {
+    host: Host,
+    user_id: String,
+    registry: HashSet<String>,
+    system: CallContext,
+}
+
+impl Fixture {
+    /// Activates `user` (and what it needs) from `plugins` on a fresh store
+    /// in `data`, creates an administrator and checks that the host path and
+    /// the direct path answer alike.
+    pub fn new(plugins: &Path, data: &Path) -> Result<Fixture, String> {
+        let host = Host::builder()
+            .data_dir(data)
+            .plugin_dir(plugins)
+            .build()
+            .map_err(|e| format!("host: {e}"))?;
+        let user = host
+            .activate("user")
+            .map_err(|e| format!("activate user: {e}"))?;
+        let created: serde_json::Value = user
+            .call(
+                "create",
+                &serde_json::json!({"email": "micro@example.com", "roles": ["admin"], "verified": true}),
+            )
+            .map_err(|e| format!("user.create: {e}"))?;
+        let user_id = created["id"]
+            .as_str()
+            .ok_or("user.create answered without an id")?
+            .to_string();
+        let registry = host.permissions().into_iter().map(|p| p.id).collect();
+        let f = Fixture {
+            host,
+            user_id,
+            registry,
+            system: CallContext::system(),
+        };
+        let via_host = f.round_trip().ok_or("permission.check failed")?;
+        let direct = f.direct().ok_or("the direct path failed")?;
+        if via_host.unknown != direct.unknown {
+            return Err(format!(
+                "permission.check answered {:?}, the direct path {:?}",
+                via_host.unknown, direct.unknown
+            ));
+        }
+        if !f.cached_subject() {
+            return Err("the administrator's subject lacks user.read".into());
+        }
+        Ok(f)
+    }
+
+    /// `Host::call_raw("permission", "check", …)` + decoding the answer.
+    pub fn round_trip(&self) -> Option<CheckResponse> {
+        let out = self
+            .host
+            .call_raw("permission", "check", black_box(PAYLOAD), &self.system)
+            .ok()?;
+        serde_json::from_str(&out).ok()
+    }
+
+    /// The same serde work and a set lookup, called directly.
+    pub fn direct(&self) -> Option<CheckResponse> {
+        let out = direct_check(black_box(PAYLOAD), &self.registry).ok()?;
+        serde_json::from_str(&out).ok()
+    }
+
+    /// `Host::subject(id)` from the cache + `has_permission("user.read")`.
+    pub fn cached_subject(&self) -> bool {
+        self.host
+            .subject(Some(black_box(&self.user_id)))
+            .is_ok_and(|s| s.has_permission(black_box("user.read")))
+    }
+
+    /// `has_permission` on a subject already held (no cache lookup).
+    pub fn held_subject(&self) -> impl Fn() -> bool + '_ {
+        let subject = self.host.subject(Some(&self.user_id)).ok();
+        move || {
+            subject
+                .as_ref()
+                .is_some_and(|s| s.has_permission(black_box("user.read")))
+        }
+    }
+
+    /// `HashSet<String>::contains`, the limit of the permission check.
+    pub fn hash_set(&self) -> bool {
+        self.registry.contains(black_box("user.read"))
+    }
+
+    /// Stops the host.
+    pub fn shutdown(self) {
+        self.host.shutdown();
+    }
+}
+
+/// Nanoseconds per operation of each micro figure.
+pub struct MicroFigures {
+    /// [`Fixture::round_trip`].
+    pub call_round_trip_ns: f64,
+    /// [`Fixture::direct`].
+    pub call_direct_ns: f64,
+    /// [`Fixture::cached_subject`].
+    pub cached_subject_ns: f64,
+    /// [`Fixture::hash_set`].
+    pub hash_set_ns: f64,
 }
 
 /// Median nanoseconds per call of `f`, over batches for about `d`.
@@ -77,75 +172,24 @@ fn time_ns(d: Duration, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// Runs both micro figures against the plugin libraries in `plugins`, with
+/// Times every micro figure against the plugin libraries in `plugins`, with
 /// a fresh store under `data`; `d` is the time per figure.
 pub fn measure(plugins: &Path, data: &Path, d: Duration) -> Result<MicroFigures, String> {
-    let host = Host::builder()
-        .data_dir(data)
-        .plugin_dir(plugins)
-        .build()
-        .map_err(|e| format!("host: {e}"))?;
-    let user = host
-        .activate("user")
-        .map_err(|e| format!("activate user: {e}"))?;
-    let created: serde_json::Value = user
-        .call(
-            "create",
-            &serde_json::json!({"email": "micro@example.com", "roles": ["admin"], "verified": true}),
-        )
-        .map_err(|e| format!("user.create: {e}"))?;
-    let id = created["id"]
-        .as_str()
-        .ok_or("user.create answered without an id")?
-        .to_string();
-    let system = CallContext::system();
-    let registry: HashSet<String> = host.permissions().into_iter().map(|p| p.id).collect();
-    // Check once that the call answers what the direct path answers.
-    let out = host
-        .call_raw("permission", "check", PAYLOAD, &system)
-        .map_err(|e| format!("permission.check: {e}"))?;
-    let via_host: CheckResponse =
-        serde_json::from_str(&out).map_err(|e| format!("permission.check answer: {e}"))?;
-    let direct: CheckResponse = serde_json::from_str(
-        &direct_check(PAYLOAD, &registry).map_err(|e| format!("direct: {e}"))?,
-    )
-    .map_err(|e| format!("direct answer: {e}"))?;
-    if via_host.unknown != direct.unknown {
-        return Err(format!(
-            "permission.check answered {:?}, the direct path {:?}",
-            via_host.unknown, direct.unknown
-        ));
-    }
-    let subject = host
-        .subject(Some(&id))
-        .map_err(|e| format!("subject: {e}"))?;
-    if !subject.has_permission("user.read") {
-        return Err("the administrator's subject lacks user.read".into());
-    }
-
-    let call_round_trip_ns = time_ns(d, || {
-        if let Ok(out) = host.call_raw("permission", "check", black_box(PAYLOAD), &system) {
-            black_box(serde_json::from_str::<CheckResponse>(&out).ok());
-        }
-    });
-    let call_direct_ns = time_ns(d, || {
-        if let Ok(out) = direct_check(black_box(PAYLOAD), &registry) {
-            black_box(serde_json::from_str::<CheckResponse>(&out).ok());
-        }
-    });
-    let cached_subject_ns = time_ns(d, || {
-        if let Ok(s) = host.subject(Some(black_box(&id))) {
-            black_box(s.has_permission(black_box("user.read")));
-        }
-    });
-    let hash_set_ns = time_ns(d, || {
-        black_box(registry.contains(black_box("user.read")));
-    });
-    host.shutdown();
-    Ok(MicroFigures {
-        call_round_trip_ns,
-        call_direct_ns,
-        cached_subject_ns,
-        hash_set_ns,
-    })
+    let f = Fixture::new(plugins, data)?;
+    let figures = MicroFigures {
+        call_round_trip_ns: time_ns(d, || {
+            black_box(f.round_trip());
+        }),
+        call_direct_ns: time_ns(d, || {
+            black_box(f.direct());
+        }),
+        cached_subject_ns: time_ns(d, || {
+            black_box(f.cached_subject());
+        }),
+        hash_set_ns: time_ns(d, || {
+            black_box(f.hash_set());
+        }),
+    };
+    f.shutdown();
+    Ok(figures)
 }
