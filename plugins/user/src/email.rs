@@ -116,11 +116,18 @@ pub fn normalize(input: &str) -> Result<String, PluginError> {
 /// Lower-cases a domain and applies Unicode compatibility normalisation
 /// (NFKC), as IDNA's mapping does, so `ﬁ.example` and `fi.example` (one
 /// domain in DNS) are one domain here too. Repeated until stable, because
-/// lower-casing can undo NFKC and the reverse (at most a few rounds).
+/// lower-casing can undo NFKC and the reverse (at most a few rounds). The
+/// final sigma `ς` folds to `σ` (as Unicode case folding and IDNA's
+/// transitional mapping do): otherwise `Σ` and `Ϲ`, whose lower-case and
+/// NFKC forms are `σ` and `ς`, would name one domain with two keys.
 fn fold_domain(domain: &str) -> String {
     let mut current = domain.to_string();
     for _ in 0..4 {
-        let next: String = current.to_lowercase().nfkc().collect();
+        let next: String = current
+            .to_lowercase()
+            .nfkc()
+            .map(|c| if c == 'ς' { 'σ' } else { c })
+            .collect();
         if next == current {
             break;
         }
@@ -243,6 +250,17 @@ mod tests {
     fn nfc_folds_decomposed_characters() {
         // "u" + combining diaeresis becomes the precomposed "ü".
         assert_eq!(ok("ju\u{0308}rgen@example.com"), "jürgen@example.com");
+    }
+
+    #[test]
+    fn greek_sigma_spellings_of_a_domain_are_one_domain() {
+        // Found by the fuzzer: `Ϲ` (lunate capital sigma) lower-cases to
+        // `ϲ`, whose NFKC form is the final sigma `ς`; `Σ` gives `σ`.
+        let lunate = normalize("a@b-b.\u{3f9}c").expect("valid");
+        let capital = normalize("a@b-b.\u{3a3}c").expect("valid");
+        let final_sigma = normalize("a@b-b.\u{3c2}c").expect("valid");
+        assert_eq!(key(&lunate), key(&capital));
+        assert_eq!(key(&final_sigma), key(&capital));
     }
 
     #[test]
