@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use syshost::dataset;
+use syshost::store::{BatchOp, SledStore, Store};
 use syshost::{Host, SystemHandle};
 use syshost_plugin_api::{codes, CallContext, PluginError, Subject};
 use syshost_test_support::PluginDir;
@@ -264,6 +265,139 @@ fn one_import_is_one_summary_event_that_the_audit_trail_records() {
         .unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     host.shutdown();
+}
+
+/// The keys of the user namespace, straight from the store (host stopped).
+fn user_keys(data: &Path, prefix: &str) -> Vec<String> {
+    let store = SledStore::open(data).unwrap();
+    let ns = store.plugin_namespace("user").unwrap();
+    let end = format!("{prefix}\u{7f}");
+    ns.scan(prefix.as_bytes(), Some(end.as_bytes()), false, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| String::from_utf8(k).unwrap())
+        .collect()
+}
+
+#[test]
+fn new_ids_are_time_ordered_and_stores_from_before_them_keep_working() {
+    let plugins = PluginDir::systems_and(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (host, user) = start(&plugins, data.path());
+    dataset::prepare_references(&host).unwrap();
+    let phc = dataset::hash_password(PASSWORD).unwrap();
+    let batch = |from: u32, n: u32| -> Value {
+        (from..from + n)
+            .map(|i| json!({"email": format!("t{i}@example.com"), "password_hash": phc, "groups": ["sales"]}))
+            .collect()
+    };
+    let first = import(&user, batch(0, 3)).unwrap();
+    let created: Value = user
+        .call(
+            "create",
+            &json!({"email": "single@example.com", "password": PASSWORD}),
+        )
+        .unwrap();
+    let second = import(&user, batch(3, 2)).unwrap();
+    // Ids sort in the order they were issued, across calls and operations.
+    let mut issued: Vec<String> = first["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    issued.push(created["id"].as_str().expect("created id").to_string());
+    issued.extend(
+        second["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string()),
+    );
+    for pair in issued.windows(2) {
+        assert!(pair[0] < pair[1], "{pair:?}");
+    }
+    for id in &issued {
+        assert_eq!(id.len(), 26, "{id}");
+    }
+    let template: Value = user.call("get", &json!({"id": issued[0]})).unwrap();
+    host.shutdown();
+    drop((user, host));
+
+    // New accounts get no creation-order key.
+    assert_eq!(user_keys(data.path(), "created/"), Vec::<String>::new());
+    // An account as older versions stored it: a 32-hex-digit id, a
+    // `created/` key, created before everyone else; and an account whose
+    // time-ordered id lies far in the future (a clock that was ahead).
+    let old_id = "00ff00ff00ff00ff00ff00ff00ff00ff";
+    let future_id = "k000000000000000000000000a";
+    let old_created = 1_600_000_000_000i64;
+    {
+        let store = SledStore::open(data.path()).unwrap();
+        let ns = store.plugin_namespace("user").unwrap();
+        let cred = ns
+            .get(format!("cred/{}", issued[0]).as_bytes())
+            .unwrap()
+            .unwrap();
+        for (id, email, at) in [
+            (old_id, "old@example.com", old_created),
+            (future_id, "future@example.com", old_created + 1),
+        ] {
+            let mut record = template.clone();
+            let record = record.as_object_mut().unwrap();
+            record.remove("active");
+            record.insert("id".into(), json!(id));
+            record.insert("email".into(), json!(email));
+            record.insert("created_at".into(), json!(at));
+            record.insert("updated_at".into(), json!(at));
+            record.insert("rev".into(), json!(0));
+            let ops = vec![
+                BatchOp::Put(
+                    format!("user/{id}").into_bytes(),
+                    serde_json::to_vec(record).unwrap(),
+                ),
+                BatchOp::Put(
+                    format!("email/{email}").into_bytes(),
+                    id.as_bytes().to_vec(),
+                ),
+                BatchOp::Put(format!("created/{at:016x}/{id}").into_bytes(), Vec::new()),
+                BatchOp::Put(format!("group/sales/{id}").into_bytes(), Vec::new()),
+                BatchOp::Put(format!("cred/{id}").into_bytes(), cred.clone()),
+            ];
+            assert_eq!(ns.batch(&ops).unwrap(), None);
+        }
+        store.flush().unwrap();
+    }
+
+    let (host, user) = start(&plugins, data.path());
+    assert_eq!(total(&user), 8);
+    // The old account lists, sorts by creation time, logs in and exports.
+    let oldest: Value = user
+        .call("list", &json!({"sort": "created_at", "limit": 2}))
+        .unwrap();
+    assert_eq!(oldest["items"][0]["id"], old_id, "{oldest}");
+    assert_eq!(oldest["items"][1]["id"], future_id, "{oldest}");
+    let sales: Value = user.call("list", &json!({"group": "sales"})).unwrap();
+    assert_eq!(sales["total"], 7);
+    assert_eq!(
+        authenticate(&user, "old@example.com", PASSWORD).unwrap()["user_id"],
+        old_id
+    );
+    let export: Value = user.call("export", &json!({"format": "json"})).unwrap();
+    assert_eq!(export["count"], 8);
+    // The generator continues above the greatest stored id.
+    let third = import(&user, batch(5, 2)).unwrap();
+    let next = third["ids"][0].as_str().unwrap();
+    assert!(next > future_id, "{next} after {future_id}");
+    // Deleting the old account removes its legacy key too.
+    let _: Value = user.call("delete", &json!({"id": old_id})).unwrap();
+    assert_eq!(total(&user), 9);
+    host.shutdown();
+    drop((user, host));
+    assert_eq!(
+        user_keys(data.path(), "created/"),
+        vec![format!("created/{:016x}/{future_id}", old_created + 1)]
+    );
 }
 
 #[test]

@@ -185,10 +185,14 @@ fn create_with_and_without_password() {
         }),
     );
     let id = with["id"].as_str().unwrap();
-    assert_eq!(id.len(), 32);
-    assert!(id
-        .chars()
-        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    // Time-ordered: 26 lower-case base32 characters, the first one g-z.
+    assert_eq!(id.len(), 26, "{id}");
+    assert!(id.starts_with(|c: char| ('g'..='z').contains(&c)), "{id}");
+    assert!(
+        id.chars()
+            .all(|c| c.is_ascii_digit() || (c.is_ascii_lowercase() && !"ilou".contains(c))),
+        "{id}"
+    );
     assert_eq!(with["email"], "Ann.Lee@example.com");
     assert_eq!(with["status"], json!({ "state": "enabled" }));
     assert_eq!(with["active"], true);

@@ -28,6 +28,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{json, Value};
 
+/// The allocator of the `syshost` binary (host/src/main.rs), so the limits
+/// this process measures (sled alone, the micro figures) use the same one.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod baseline;
 
 use syshost_bench::micro;
@@ -1158,10 +1163,22 @@ fn raw_user_bytes(data: &Path) -> (f64, u64) {
     (bytes as f64 / users.max(1) as f64, keys)
 }
 
+/// The position of a seeded user in the import: `i` of its address
+/// `first.last.<i>@domain` (`syshost::dataset::generated_user`).
+fn import_position(record: &[u8]) -> u64 {
+    let record: Value = serde_json::from_slice(record).unwrap_or_default();
+    record["email"]
+        .as_str()
+        .and_then(|a| a.rsplit_once('@'))
+        .and_then(|(local, _)| local.rsplit('.').next())
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
 /// Users/s sled reaches writing the user tree's keys and values again, in
 /// the batches an import writes them: all keys of 1000 users per batch
-/// (users in creation-index order, so ids, addresses and times are as
-/// scattered over the key space as in the import), flushing after each
+/// (users in import order, so ids, addresses and times are as scattered
+/// over the key space as in the import), flushing after each
 /// batch: the store's own write rate without any of syshost's work. Also
 /// the rate for the same keys written in sorted order (a best case no
 /// import has, printed for comparison).
@@ -1173,18 +1190,20 @@ fn sled_batch_rate(data: &Path, users: u64, scratch: &Path) -> f64 {
     drop(db);
     // Each key's user: the last path segment, or the value of `email/`.
     let mut by_user: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut order: Vec<(u64, Vec<u8>)> = Vec::new();
     for (i, (k, v)) in entries.iter().enumerate() {
         let id = if k.starts_with(b"email/") {
             v.to_vec()
         } else {
             k.rsplit(|b| *b == b'/').next().unwrap_or_default().to_vec()
         };
-        if k.starts_with(b"created/") {
-            order.push(id.clone());
+        if k.starts_with(b"user/") {
+            order.push((import_position(v), id.clone()));
         }
         by_user.entry(id).or_default().push(i);
     }
+    order.sort_unstable();
+    let order: Vec<Vec<u8>> = order.into_iter().map(|(_, id)| id).collect();
     let grouped: Vec<Vec<usize>> = order
         .chunks(1000)
         .map(|chunk| {

@@ -374,8 +374,8 @@ pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, Plu
     let lifetimes = code_lifetimes(ctx)?;
 
     for _ in 0..store::MAX_ATTEMPTS {
-        let id = codes::new_id()?;
         let now = ctx.now();
+        let id = codes::new_id(now)?;
         let record = UserRecord {
             id: id.clone(),
             email: address.clone(),
@@ -1048,13 +1048,7 @@ pub fn export(
                 .with_details(serde_json::json!({ "field": "ids", "unknown": unknown })));
             }
         }
-        None => {
-            for id in store::all_ids(&store)? {
-                if let Some((_, record)) = store::load(&store, &id)? {
-                    records.push(record);
-                }
-            }
-        }
+        None => records = store::all_records(&store)?,
     }
     records.sort_by_cached_key(|r| (email::key(&r.email), r.id.clone()));
     let users: Vec<User> = records.iter().map(|r| view(ctx, r)).collect();

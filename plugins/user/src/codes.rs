@@ -7,6 +7,8 @@
 //! checked against the record is compared in constant time, and every wrong
 //! guess spends one of the [`MAX_ATTEMPTS`] attempts.
 
+use std::sync::{Mutex, PoisonError};
+
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -45,9 +47,94 @@ pub fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// A new 128-bit random id as 32 lower-case hex characters.
-pub fn new_id() -> Result<String, PluginError> {
-    Ok(to_hex(&random_bytes::<16>()?))
+/// The alphabet of time-ordered ids: Crockford's base32 in lower case
+/// (no `i`, `l`, `o`, `u`), in ascending byte order, so the encoded ids
+/// sort like the numbers they encode.
+pub const ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// Length of a time-ordered id.
+pub const ID_LENGTH: usize = 26;
+
+/// Bits of randomness in a time-ordered id (below the 48-bit time).
+const ID_RANDOM_BITS: u32 = 80;
+
+/// The greatest id value issued (or seen in the store, see [`note_id`]) in
+/// this process: every new id is strictly greater.
+static LAST_ID: Mutex<u128> = Mutex::new(0);
+
+/// A new user id that sorts after every id this process issued or
+/// [noted](note_id): 26 characters of [`ID_ALPHABET`] encoding a 128-bit
+/// value (48 bits of `now_ms`, then 80 random bits), behind a marker bit
+/// that makes the first character `g`..`z` — never a hex digit, so a
+/// time-ordered id never equals (and always sorts after) a 32-hex-digit id
+/// of older stores.
+///
+/// Ids issued later sort later: keys by id (`user/<id>`, `cred/<id>`,
+/// membership keys) of new accounts are appended at the end of their
+/// range instead of landing at random places, which is what makes bulk
+/// imports fast. Within one millisecond (or when the clock stepped back)
+/// the value continues from the last one plus a random step of up to 2^32,
+/// so ids are **unique by construction** in a process whose store's
+/// greatest id was noted at start-up ([`note_id`]).
+pub fn new_id(now_ms: i64) -> Result<String, PluginError> {
+    let random = u128::from_be_bytes(random_bytes::<16>()?);
+    let time = u128::try_from(now_ms.clamp(0, (1 << 48) - 1)).unwrap_or(0);
+    let fresh = (time << ID_RANDOM_BITS) | (random >> (128 - ID_RANDOM_BITS));
+    let mut last = LAST_ID.lock().unwrap_or_else(PoisonError::into_inner);
+    let value = if fresh > *last {
+        fresh
+    } else {
+        let step = 1 + (random & 0xffff_ffff);
+        last.checked_add(step)
+            .ok_or_else(|| PluginError::internal("the user id space is exhausted"))?
+    };
+    *last = value;
+    Ok(encode_id(value))
+}
+
+/// Raises the id generator above `id` when it is a time-ordered id (others,
+/// such as the 32-hex-digit ids of older stores, cannot collide with
+/// time-ordered ones and are ignored). Called at activation with the
+/// store's greatest user id.
+pub fn note_id(id: &str) {
+    if let Some(value) = decode_id(id) {
+        let mut last = LAST_ID.lock().unwrap_or_else(PoisonError::into_inner);
+        *last = (*last).max(value);
+    }
+}
+
+/// The 26-character form of `value`: the marker bit and the top 3 bits of
+/// `value` in the first character, then 5 bits per character.
+fn encode_id(value: u128) -> String {
+    let mut out = String::with_capacity(ID_LENGTH);
+    out.push(char::from(ID_ALPHABET[16 | (value >> 125) as usize]));
+    for i in (0..ID_LENGTH - 1).rev() {
+        out.push(char::from(ID_ALPHABET[((value >> (5 * i)) & 31) as usize]));
+    }
+    out
+}
+
+/// The value of a time-ordered id, `None` for any other string.
+pub fn decode_id(id: &str) -> Option<u128> {
+    let bytes = id.as_bytes();
+    if bytes.len() != ID_LENGTH {
+        return None;
+    }
+    let digit = |b: u8| ID_ALPHABET.iter().position(|a| *a == b);
+    let first = digit(bytes[0])?;
+    if !(16..24).contains(&first) {
+        return None;
+    }
+    let mut value = (first as u128) & 7;
+    for b in &bytes[1..] {
+        value = (value << 5) | digit(*b)? as u128;
+    }
+    Some(value)
+}
+
+/// The creation time (ms since the Unix epoch) a time-ordered id carries.
+pub fn id_time_ms(id: &str) -> Option<i64> {
+    decode_id(id).and_then(|v| i64::try_from(v >> ID_RANDOM_BITS).ok())
 }
 
 /// A new human code: [`CODE_LENGTH`] symbols from [`CODE_ALPHABET`], shown as
@@ -201,16 +288,44 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_32_lowercase_hex_and_distinct() {
-        let mut seen = HashSet::new();
-        for _ in 0..1000 {
-            let id = new_id().unwrap();
-            assert_eq!(id.len(), 32);
-            assert!(id
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
-            assert!(seen.insert(id));
+    fn ids_are_slugs_that_sort_in_issue_order() {
+        let mut previous = String::new();
+        for i in 0..2000 {
+            // Same millisecond for many ids, and a clock that steps back.
+            let now = 1_790_000_000_000 + (i / 500) * 7 - (i % 3);
+            let id = new_id(now).unwrap();
+            assert_eq!(id.len(), ID_LENGTH, "{id}");
+            assert!(id.bytes().all(|b| ID_ALPHABET.contains(&b)), "{id}");
+            assert!(id.starts_with(|c: char| ('g'..='z').contains(&c)), "{id}");
+            assert!(id > previous, "{id} after {previous}");
+            assert_eq!(encode_id(decode_id(&id).unwrap()), id);
+            previous = id;
         }
+    }
+
+    #[test]
+    fn ids_carry_their_time_and_never_look_like_old_ids() {
+        let id = new_id(4_102_444_800_000).unwrap();
+        // Unless an earlier test issued a later id, the time is the given one.
+        assert!(id_time_ms(&id).unwrap() >= 4_102_444_800_000);
+        let old = to_hex(&random_bytes::<16>().unwrap());
+        assert_eq!(decode_id(&old), None);
+        assert!(id > old, "a time-ordered id sorts after every hex id");
+        assert_eq!(decode_id("g0000000000000000000000000"), Some(0));
+        assert_eq!(decode_id("z0000000000000000000000000"), None);
+        assert_eq!(decode_id("g000000000000000000000000i"), None);
+        assert_eq!(decode_id("g00"), None);
+    }
+
+    #[test]
+    fn noted_ids_raise_the_generator() {
+        // An id from the far future (as a store written under another clock
+        // could hold): every id issued afterwards sorts after it.
+        let future = encode_id((((1u128 << 47) - 5) << ID_RANDOM_BITS) | 12345);
+        note_id(&future);
+        note_id("0123456789abcdef0123456789abcdef");
+        let next = new_id(1_790_000_000_000).unwrap();
+        assert!(next > future, "{next} after {future}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! `users[17].email`, and details carry its `index`), the role, group and
 //! permission ids of the whole batch are checked with one `check` call per
 //! system, and then every key of every user goes into ONE conditional batch
-//! (each user's id and address expected absent). Either all users of the
+//! (each user's address expected absent; the new ids are time-ordered and
+//! unique by construction, see [`codes::new_id`]). Either all users of the
 //! call exist afterwards or none does; the host commits (and, under a
 //! flush-per-write durability policy, flushes) once per call, not per user.
 //! The call publishes ONE `user.imported` event naming every new id (not a
@@ -269,43 +270,39 @@ pub fn import(
         &union(|r| &r.permissions),
     )?;
 
-    for _ in 0..store::MAX_ATTEMPTS {
-        let mut ops = Vec::new();
-        // Op index of each user's `expect_absent(user/<id>)`; the email
-        // expectation follows it.
-        let mut starts = Vec::with_capacity(records.len());
-        for (record, credential) in records.iter_mut() {
-            record.id = codes::new_id()?;
-            starts.push(ops.len());
-            ops.extend(store::insert_ops(record, credential.as_deref(), &[])?);
+    // Ids from the time-ordered generator are unique by construction (it
+    // starts above the store's greatest id), so the batch expects only the
+    // addresses absent: no read per id, and the keys by id of the whole
+    // batch are appended at the end of their ranges.
+    let mut ops = Vec::with_capacity(records.len() * 7);
+    // Op index of each user's `expect_absent(email/<key>)`.
+    let mut starts = Vec::with_capacity(records.len());
+    for (record, credential) in records.iter_mut() {
+        record.id = codes::new_id(now)?;
+        starts.push(ops.len());
+        store::push_new_user_ops(&mut ops, record, credential.as_deref(), &[])?;
+    }
+    match store::commit_new_users(ctx, &store, ops, records.iter().map(|(r, _)| r))? {
+        BatchResult::Committed => {
+            let ids: Vec<String> = records.into_iter().map(|(r, _)| r.id).collect();
+            ctx.host.publish(
+                "user.imported",
+                &ImportedEvent {
+                    count: ids.len() as u64,
+                    user_ids: ids.clone(),
+                },
+            )?;
+            Ok(ImportResponse {
+                imported: ids.len() as u64,
+                ids,
+            })
         }
-        match store::commit_new_users(ctx, &store, ops, records.iter().map(|(r, _)| r))? {
-            BatchResult::Committed => {
-                let ids: Vec<String> = records.into_iter().map(|(r, _)| r.id).collect();
-                ctx.host.publish(
-                    "user.imported",
-                    &ImportedEvent {
-                        count: ids.len() as u64,
-                        user_ids: ids.clone(),
-                    },
-                )?;
-                return Ok(ImportResponse {
-                    imported: ids.len() as u64,
-                    ids,
-                });
-            }
-            BatchResult::PreconditionFailed(op) => {
-                let user = starts.partition_point(|&s| s <= op).saturating_sub(1);
-                if op == starts[user] {
-                    // A generated id collided: draw new ids and retry.
-                    continue;
-                }
-                let address = &records[user].0.email;
-                return Err(at(user, store::email_taken(address)));
-            }
+        BatchResult::PreconditionFailed(op) => {
+            let user = starts.partition_point(|&s| s <= op).saturating_sub(1);
+            let address = &records[user].0.email;
+            Err(at(user, store::email_taken(address)))
         }
     }
-    Err(PluginError::internal("could not generate unused user ids"))
 }
 
 #[cfg(test)]

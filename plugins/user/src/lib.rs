@@ -364,6 +364,7 @@ impl Plugin for UserSystem {
             code_key: Arc::new(code_key),
             users: Arc::new(index::UserIndex::new()),
         };
+        store::note_greatest_id(&ctx.store())?;
         bootstrap::ensure_first_admin(&ctx)?;
         cleanup::release_orphaned_seats(&ctx)?;
         cleanup::drop_dangling_memberships(&ctx)?;

@@ -9,7 +9,7 @@
 //! | `avatar/<id>` | the avatar image bytes |
 //! | `role/<role id>/<user id>` | empty (membership index) |
 //! | `group/<group id>/<user id>` | empty (membership index) |
-//! | `created/<created_at, 16 hex digits>/<id>` | empty (creation order) |
+//! | `created/<created_at, 16 hex digits>/<id>` | empty; legacy, see below |
 //! | `secret/code_key` | 32 random bytes (created at first activation) |
 //!
 //! **Atomicity.** Every change of a user is ONE conditional batch that
@@ -21,6 +21,20 @@
 //! expects the record also proves that no other key of that user changed
 //! since it was read (which makes `delete`'s scan of `code/<id>/` exact).
 //!
+//! **Ids and key order.** New ids are time-ordered ([`codes::new_id`]), so
+//! the keys by id of new accounts (`user/`, `cred/`, membership keys) are
+//! appended at the end of their ranges; ids of older stores (32 hex digits)
+//! keep working and sort before every time-ordered id. Ids are unique by
+//! construction (the generator starts above the store's greatest id, see
+//! [`note_greatest_id`]); single creations still expect the record key
+//! absent, `import` does not read 1 000 keys to re-check that.
+//!
+//! **No creation index.** Stores written before time-ordered ids also hold
+//! a `created/<created_at>/<id>` key per user. Nothing reads them (the
+//! creation order `list` sorts by comes from the records' `created_at`),
+//! new accounts get none, and a user's deletion removes its key, so old
+//! stores need no migration and no start-up scan.
+//!
 //! **The user index.** Every commit that writes a `user/<id>` record runs
 //! through [`crate::index::UserIndex::write`] (here and in `import`), which
 //! keeps the in-memory index `list` answers from equal to the store.
@@ -29,7 +43,7 @@ use std::collections::BTreeSet;
 
 use syshost_plugin_api::{BatchResult, PluginError, Store};
 
-use crate::codes::CodeRecord;
+use crate::codes::{self, CodeRecord};
 use crate::email;
 use crate::index::Change;
 use crate::model::{Ctx, UserRecord};
@@ -39,8 +53,10 @@ pub const MAX_ATTEMPTS: usize = 32;
 
 /// Prefix of user records.
 pub const USER_PREFIX: &str = "user/";
-/// Prefix of the creation-order index.
+/// Prefix of the legacy creation-order keys (no longer written).
 pub const CREATED_PREFIX: &str = "created/";
+/// The first key after every `user/<id>` key.
+pub const USER_END: &str = "user0";
 /// Key of the secret code key.
 pub const CODE_KEY_KEY: &str = "secret/code_key";
 
@@ -94,7 +110,7 @@ pub fn group_members_prefix(group: &str) -> String {
     format!("group/{group}/")
 }
 
-/// `created/<created_at as 16 hex digits>/<id>`.
+/// `created/<created_at as 16 hex digits>/<id>` (legacy: only deleted).
 pub fn created_key(created_at: i64, id: &str) -> String {
     format!("{CREATED_PREFIX}{:016x}/{id}", created_at.max(0))
 }
@@ -204,13 +220,26 @@ pub fn id_by_email(store: &Store, address: &str) -> Result<Option<String>, Plugi
         .map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
-/// Every user id, in creation order.
-pub fn all_ids(store: &Store) -> Result<Vec<String>, PluginError> {
-    Ok(store
-        .scan_prefix(CREATED_PREFIX)?
+/// Every user record, in id order.
+pub fn all_records(store: &Store) -> Result<Vec<UserRecord>, PluginError> {
+    store
+        .scan_prefix(USER_PREFIX)?
         .into_iter()
-        .filter_map(|(k, _)| last_segment(&k))
-        .collect())
+        .map(|(k, v)| decode(&String::from_utf8_lossy(&k[USER_PREFIX.len()..]), &v))
+        .collect()
+}
+
+/// Starts the id generator above the greatest stored user id (one read of
+/// the last `user/` key: time-ordered ids sort after every older id), so
+/// every id issued afterwards is new. Called at activation.
+pub fn note_greatest_id(store: &Store) -> Result<(), PluginError> {
+    if let Some((key, _)) = store
+        .range_rev(USER_PREFIX.as_bytes(), Some(USER_END.as_bytes()), 1)?
+        .first()
+    {
+        codes::note_id(&String::from_utf8_lossy(&key[USER_PREFIX.len()..]));
+    }
+    Ok(())
 }
 
 /// The user ids indexed under `prefix` (`role/<r>/` or `group/<g>/`).
@@ -246,43 +275,42 @@ fn index_diff(
 }
 
 /// The ops that store a brand-new user: the record, the unique email index,
-/// the creation index, the membership indexes, the credential and codes.
-/// The first two ops are `expect_absent(user/<id>)` and
-/// `expect_absent(email/<key>)`, in that order.
+/// the membership indexes, the credential and codes. The first two ops are
+/// `expect_absent(user/<id>)` and `expect_absent(email/<key>)`, in that
+/// order.
 pub fn insert_ops(
     record: &UserRecord,
     credential: Option<&str>,
     codes: &[(&str, CodeRecord)],
 ) -> Result<Vec<Op>, PluginError> {
+    let mut ops = vec![Op::ExpectAbsent(user_key(&record.id))];
+    push_new_user_ops(&mut ops, record, credential, codes)?;
+    Ok(ops)
+}
+
+/// Like [`insert_ops`] without the `expect_absent(user/<id>)` (for ids
+/// fresh from [`codes::new_id`], unique by construction): the first op
+/// is `expect_absent(email/<key>)`. Appends to `ops`.
+pub fn push_new_user_ops(
+    ops: &mut Vec<Op>,
+    record: &UserRecord,
+    credential: Option<&str>,
+    codes: &[(&str, CodeRecord)],
+) -> Result<(), PluginError> {
     let id = &record.id;
-    let mut ops = vec![
-        Op::ExpectAbsent(user_key(id)),
-        Op::ExpectAbsent(email_index_key(&record.email)),
-        Op::Put(user_key(id), serde_json::to_vec(record)?),
-        Op::Put(email_index_key(&record.email), id.as_bytes().to_vec()),
-        Op::Put(created_key(record.created_at, id), Vec::new()),
-    ];
-    index_diff(
-        &mut ops,
-        id,
-        &BTreeSet::new(),
-        &record.roles,
-        role_member_key,
-    );
-    index_diff(
-        &mut ops,
-        id,
-        &BTreeSet::new(),
-        &record.groups,
-        group_member_key,
-    );
+    let email_key = email_index_key(&record.email);
+    ops.push(Op::ExpectAbsent(email_key.clone()));
+    ops.push(Op::Put(user_key(id), serde_json::to_vec(record)?));
+    ops.push(Op::Put(email_key, id.as_bytes().to_vec()));
+    index_diff(ops, id, &BTreeSet::new(), &record.roles, role_member_key);
+    index_diff(ops, id, &BTreeSet::new(), &record.groups, group_member_key);
     if let Some(phc) = credential {
         ops.push(Op::Put(cred_key(id), phc.as_bytes().to_vec()));
     }
     for (purpose, code) in codes {
         ops.push(Op::Put(code_key(id, purpose), serde_json::to_vec(code)?));
     }
-    Ok(ops)
+    Ok(())
 }
 
 /// Commits `ops`, a batch creating the users `records` (such as
