@@ -722,8 +722,9 @@ impl Bench {
         let client = reqwest::blocking::Client::new();
         let admin = login(&client, &server.base, ADMIN_EMAIL, ADMIN_PASSWORD);
         let body = json!({"search": SEARCH, "sort": "email", "limit": 50}).to_string();
-        // The first list builds the user index (seconds at 1 M users; it may
-        // answer `timeout` while the build goes on): wait until it answers.
+        // The first list starts the user index build (seconds at 1 M users;
+        // lists answer `unavailable` after a few seconds while the build goes
+        // on in the background): ask again until one answers.
         let started = Instant::now();
         let (check, build) = loop {
             let check: Value = client

@@ -23,9 +23,14 @@
 //! exactly (substring of a field, status at `now`, membership), and the
 //! requested page is picked by a partial selection over the matches.
 //!
-//! **Invariant: the index equals the store.** It is built lazily by the
-//! first `list` (never at activation), by paging through `user/` and
-//! decoding only the indexed fields. Every write of a user record goes
+//! **Invariant: the index equals the store.** It is built lazily, on a
+//! background thread the first `list` starts (never at activation), by
+//! paging through `user/` and decoding only the indexed fields. The call
+//! that started the build waits for it at most [`FIRST_PATIENCE`], others
+//! at most [`BUILD_PATIENCE`]; a build still running then is answered
+//! `unavailable` (503, "being indexed") well inside the host's call budget
+//! while the build goes on, so a first list at a million users never
+//! becomes an overdue call. Deactivation stops a running build. Every write of a user record goes
 //! through [`UserIndex::write`]: it holds a per-user stripe lock around the
 //! store commit and the index update, so index updates of one user happen in
 //! the order of the commits; a failed commit (precondition) changes nothing;
@@ -37,7 +42,9 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -59,6 +66,11 @@ const DEAD_SLACK: usize = 4096;
 /// arriving during a long first build (about 7 s at 1 M users) never become
 /// overdue calls that would make the host refuse every call of the system.
 const BUILD_PATIENCE: Duration = Duration::from_secs(2);
+/// How long the `list` that starts a build waits for it (the build runs on
+/// its own thread): ~1 s per 100 000 users on a quiet machine, so stores up
+/// to several hundred thousand users answer their first list with a page;
+/// half the host's default call budget (10 s).
+const FIRST_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Whether `status` passes the `list` status filter at `now`.
 pub fn matches_status(filter: StatusFilter, status: &Status, now: i64) -> bool {
@@ -125,7 +137,12 @@ impl Change<'_> {
 /// module docs for the invariant).
 pub struct UserIndex {
     state: RwLock<State>,
-    build: Mutex<()>,
+    /// The running (or finished, not yet joined) build thread.
+    builder: Mutex<Option<JoinHandle<()>>>,
+    /// The error of the last build, for the next `list` to report.
+    failure: Mutex<Option<PluginError>>,
+    /// Set by [`UserIndex::stop_build`]: a running build gives up.
+    stopping: AtomicBool,
     stripes: Vec<Mutex<()>>,
 }
 
@@ -152,7 +169,9 @@ impl UserIndex {
     pub fn new() -> Self {
         UserIndex {
             state: RwLock::new(State::Absent),
-            build: Mutex::new(()),
+            builder: Mutex::new(None),
+            failure: Mutex::new(None),
+            stopping: AtomicBool::new(false),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
@@ -255,26 +274,122 @@ impl UserIndex {
         }
     }
 
-    /// Answers `query`, building the index first when it is not built.
-    /// A build another call is running is waited for at most
-    /// [`BUILD_PATIENCE`]; after that the answer is `unavailable` (503), so
-    /// only the building call can outlive the host's call budget.
-    pub fn list(&self, host: &Host, query: &Query<'_>) -> Result<Page, PluginError> {
+    /// Answers `query`, building the index first when it is not built: the
+    /// build runs on its own thread; this call waits for it at most
+    /// [`FIRST_PATIENCE`] (a build another call started: [`BUILD_PATIENCE`])
+    /// and answers `unavailable` (503) if it is still running then, so no
+    /// `list` outlives the host's call budget.
+    pub fn list(self: &Arc<Self>, host: &Host, query: &Query<'_>) -> Result<Page, PluginError> {
+        let host = host.clone();
+        self.list_with(query, FIRST_PATIENCE, BUILD_PATIENCE, move |users| {
+            std::thread::Builder::new()
+                .name("syshost-user-index".into())
+                .spawn(move || users.build_in_background(&host))
+        })
+    }
+
+    /// [`UserIndex::list`] with the patiences and the way a build thread is
+    /// started (`start` runs a build of the given index) as parameters.
+    fn list_with<F>(
+        self: &Arc<Self>,
+        query: &Query<'_>,
+        first_patience: Duration,
+        patience: Duration,
+        start: F,
+    ) -> Result<Page, PluginError>
+    where
+        F: FnOnce(Arc<Self>) -> std::io::Result<JoinHandle<()>>,
+    {
+        let mut start = Some(start);
         for _ in 0..3 {
-            if !self.await_other_build(BUILD_PATIENCE) {
+            if let State::Ready(index) = &*self.lock_read() {
+                return Ok(index.query(query));
+            }
+            let wait = if self.start_build(&mut start)? {
+                first_patience
+            } else {
+                patience
+            };
+            if !self.await_other_build(wait) {
                 return Err(PluginError::new(
                     codes::UNAVAILABLE,
                     "the user list is being indexed (the first list since the start); try again in a few seconds",
                 ));
             }
-            if let State::Ready(index) = &*self.lock_read() {
-                return Ok(index.query(query));
+            let failure = self
+                .failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(e) = failure {
+                return Err(e);
             }
-            self.build(host)?;
         }
         Err(PluginError::conflict(
             "the user list changed while it was being indexed; try again",
         ))
+    }
+
+    /// Starts a build thread with `start` (taken at most once) unless the
+    /// index is built or a build runs; true when this call started one.
+    fn start_build<F>(self: &Arc<Self>, start: &mut Option<F>) -> Result<bool, PluginError>
+    where
+        F: FnOnce(Arc<Self>) -> std::io::Result<JoinHandle<()>>,
+    {
+        let mut builder = self.builder.lock().unwrap_or_else(PoisonError::into_inner);
+        if builder.as_ref().is_some_and(JoinHandle::is_finished) {
+            if let Some(done) = builder.take() {
+                // A panic in the build already left the state `Absent`.
+                let _ = done.join();
+            }
+        }
+        if self.stopping.load(AtomicOrdering::SeqCst) {
+            return Err(PluginError::new(
+                codes::UNAVAILABLE,
+                "the user system is shutting down",
+            ));
+        }
+        if builder.is_some() {
+            return Ok(false);
+        }
+        let Some(start) = start.take() else {
+            return Ok(false);
+        };
+        {
+            let mut state = self.lock_write();
+            if matches!(&*state, State::Ready(_)) {
+                return Ok(false);
+            }
+            *state = State::Building {
+                pending: HashSet::new(),
+                poisoned: false,
+            };
+        }
+        match start(Arc::clone(self)) {
+            Ok(handle) => {
+                *builder = Some(handle);
+                Ok(true)
+            }
+            Err(e) => {
+                *self.lock_write() = State::Absent;
+                Err(PluginError::internal(format!(
+                    "cannot start the user index build: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Stops a running build and waits for its thread (deactivation).
+    pub fn stop_build(&self) {
+        self.stopping.store(true, AtomicOrdering::SeqCst);
+        let running = self
+            .builder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = running {
+            let _ = handle.join();
+        }
     }
 
     /// Waits up to `patience` while another call builds the index; false if
@@ -292,24 +407,31 @@ impl UserIndex {
         }
     }
 
-    /// Builds the index from the store unless it is built.
-    fn build(&self, host: &Host) -> Result<(), PluginError> {
-        let _one_build = self.build.lock().unwrap_or_else(PoisonError::into_inner);
-        {
-            let mut state = self.lock_write();
-            match &*state {
-                State::Ready(_) => return Ok(()),
-                State::Building { .. } | State::Absent => {
-                    *state = State::Building {
-                        pending: HashSet::new(),
-                        poisoned: false,
-                    }
-                }
+    /// The body of a build thread: builds, and records an error for the
+    /// next `list` (the state is then `Absent` again).
+    fn build_in_background(&self, host: &Host) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build(host)));
+        let error = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => {
+                *self.lock_write() = State::Absent;
+                PluginError::internal("building the user index panicked")
             }
+        };
+        if error.code != codes::UNAVAILABLE {
+            host.warn(format!("building the user index failed: {}", error.message));
         }
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// Builds the index from the store; the state is `Building` (set by
+    /// [`UserIndex::start_build`]) and ends `Ready`, or `Absent` on an
+    /// error.
+    fn build(&self, host: &Host) -> Result<(), PluginError> {
         let started = Instant::now();
         let store = host.store();
-        let scanned = scan(&store);
+        let scanned = scan(&store, &self.stopping);
         let mut state = self.lock_write();
         let State::Building { pending, poisoned } = std::mem::replace(&mut *state, State::Absent)
         else {
@@ -338,11 +460,18 @@ impl UserIndex {
 }
 
 /// Reads every user record, page by page, decoding only the indexed fields.
-fn scan(store: &Store) -> Result<Index, PluginError> {
+/// Gives up (`unavailable`) when `stop` is set.
+fn scan(store: &Store, stop: &AtomicBool) -> Result<Index, PluginError> {
     let mut rows = Vec::new();
     let mut interner = Interner::default();
     let mut start = store::USER_PREFIX.as_bytes().to_vec();
     loop {
+        if stop.load(AtomicOrdering::SeqCst) {
+            return Err(PluginError::new(
+                codes::UNAVAILABLE,
+                "the user system is shutting down",
+            ));
+        }
         let page = store.range(&start, Some(USER_END), BUILD_PAGE)?;
         for (_, value) in &page {
             rows.push(Row::new(
@@ -890,6 +1019,192 @@ mod tests {
         assert!(users.await_other_build(Duration::from_secs(5)));
         builder.join().expect("builder thread");
         assert!(users.is_built());
+    }
+
+    /// An index holding one user `id`.
+    fn one_user(id: &str) -> Index {
+        let mut index = Index::default();
+        index.put(Fields {
+            id,
+            email: "a@example.com",
+            status: Status::Enabled,
+            created_at: 1,
+            first: None,
+            last: None,
+            roles: Vec::new(),
+            groups: Vec::new(),
+        });
+        index
+    }
+
+    fn all_query() -> Query<'static> {
+        Query {
+            search: None,
+            status: None,
+            role: None,
+            group: None,
+            sort: SortKey::Email,
+            order: SortOrder::Asc,
+            offset: 0,
+            limit: 50,
+            now: 0,
+        }
+    }
+
+    /// A build thread that publishes `one_user(id)` after `delay`, counting
+    /// the builds started.
+    fn slow_build(
+        delay: Duration,
+        id: &'static str,
+        started: &Arc<std::sync::atomic::AtomicUsize>,
+    ) -> impl FnOnce(Arc<UserIndex>) -> std::io::Result<JoinHandle<()>> {
+        let started = Arc::clone(started);
+        move |users| {
+            started.fetch_add(1, AtomicOrdering::SeqCst);
+            Ok(std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let mut state = users.lock_write();
+                assert!(matches!(&*state, State::Building { .. }));
+                *state = State::Ready(Box::new(one_user(id)));
+            }))
+        }
+    }
+
+    #[test]
+    fn a_quick_first_build_answers_the_first_list_with_its_page() {
+        let users = Arc::new(UserIndex::new());
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let page = users
+            .list_with(
+                &all_query(),
+                Duration::from_secs(5),
+                Duration::ZERO,
+                slow_build(Duration::from_millis(20), "u1", &started),
+            )
+            .expect("the first list answers");
+        assert_eq!(page.ids, vec!["u1".to_string()]);
+        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+        // Built: later lists start nothing.
+        let again = users
+            .list_with(
+                &all_query(),
+                Duration::ZERO,
+                Duration::ZERO,
+                slow_build(Duration::ZERO, "other", &started),
+            )
+            .unwrap();
+        assert_eq!(again.ids, vec!["u1".to_string()]);
+        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_slow_first_build_answers_unavailable_in_time_and_goes_on_in_the_background() {
+        let users = Arc::new(UserIndex::new());
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t = Instant::now();
+        let e = users
+            .list_with(
+                &all_query(),
+                Duration::from_millis(100),
+                Duration::from_millis(20),
+                slow_build(Duration::from_millis(600), "u1", &started),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, codes::UNAVAILABLE, "{e:?}");
+        assert!(e.message.contains("being indexed"), "{e:?}");
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        assert!(waited < Duration::from_millis(600), "{waited:?}");
+        // A list meanwhile waits only its own patience and starts no build.
+        let e = users
+            .list_with(
+                &all_query(),
+                Duration::from_secs(5),
+                Duration::from_millis(20),
+                slow_build(Duration::ZERO, "other", &started),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, codes::UNAVAILABLE);
+        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+        // The build finishes without any caller; then lists answer at once.
+        let page = users
+            .list_with(
+                &all_query(),
+                Duration::ZERO,
+                Duration::from_secs(5),
+                slow_build(Duration::ZERO, "other", &started),
+            )
+            .unwrap();
+        assert_eq!(page.ids, vec!["u1".to_string()]);
+        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_failed_build_is_reported_once_and_the_next_list_builds_again() {
+        let users = Arc::new(UserIndex::new());
+        let failing = |users: Arc<UserIndex>| -> std::io::Result<JoinHandle<()>> {
+            Ok(std::thread::spawn(move || {
+                *users.lock_write() = State::Absent;
+                *users.failure.lock().unwrap() = Some(PluginError::storage("disk on fire"));
+            }))
+        };
+        let e = users
+            .list_with(
+                &all_query(),
+                Duration::from_secs(5),
+                Duration::ZERO,
+                failing,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, codes::STORAGE, "{e:?}");
+        assert!(!users.is_built());
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let page = users
+            .list_with(
+                &all_query(),
+                Duration::from_secs(5),
+                Duration::ZERO,
+                slow_build(Duration::ZERO, "u2", &started),
+            )
+            .unwrap();
+        assert_eq!(page.ids, vec!["u2".to_string()]);
+        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+    }
+
+    #[test]
+    fn stopping_waits_for_the_build_thread_and_refuses_new_builds() {
+        let users = Arc::new(UserIndex::new());
+        let until_stopped = |users: Arc<UserIndex>| -> std::io::Result<JoinHandle<()>> {
+            Ok(std::thread::spawn(move || {
+                while !users.stopping.load(AtomicOrdering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                *users.lock_write() = State::Absent;
+            }))
+        };
+        let e = users
+            .list_with(
+                &all_query(),
+                Duration::from_millis(20),
+                Duration::ZERO,
+                until_stopped,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, codes::UNAVAILABLE);
+        users.stop_build();
+        assert!(users.builder.lock().unwrap().is_none(), "joined");
+        assert!(!users.is_built());
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let e = users
+            .list_with(
+                &all_query(),
+                Duration::from_secs(5),
+                Duration::ZERO,
+                slow_build(Duration::ZERO, "u3", &started),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, codes::UNAVAILABLE);
+        assert_eq!(started.load(AtomicOrdering::SeqCst), 0);
     }
 
     /// A small deterministic generator (xorshift64*).

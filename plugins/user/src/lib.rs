@@ -371,6 +371,12 @@ impl Plugin for UserSystem {
         Ok(UserSystem { ctx })
     }
 
+    fn shutdown(&self) -> Result<(), PluginError> {
+        // A user index build still running must not outlive the system.
+        self.ctx.users.stop_build();
+        Ok(())
+    }
+
     fn on_event(&self, event: &Event) -> Result<(), PluginError> {
         match event.topic.as_str() {
             "role.deleted" => {
