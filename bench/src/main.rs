@@ -66,7 +66,8 @@ struct Opts {
     /// Tiny sizes and 1-second loads: checks that every figure runs.
     #[arg(long)]
     smoke: bool,
-    /// Comma-separated figure groups: argon2, micro, cold, http, import, list, large.
+    /// Comma-separated figure groups: argon2, micro, cold, http, import, list, large
+    /// (`whoami`: only the whoami figure of `http`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Users of the large dataset (cold start and user list at scale).
@@ -200,7 +201,7 @@ fn main() {
     if b.wants("cold") {
         b.cold_start_empty();
     }
-    if b.wants("http") {
+    if b.wants("http") || b.wants("whoami") {
         b.http();
     }
     if b.wants("import") || b.wants("list") {
@@ -619,6 +620,12 @@ impl Bench {
             target: "≥ 50 %".into(),
             met: Some(whoami.rps >= 0.5 * stat.rps && whoami.errors == 0),
         });
+        if !self.wants("http") {
+            // `--only whoami`: just this figure.
+            drop(server);
+            let _ = std::fs::remove_dir_all(&data);
+            return;
+        }
 
         let argon = self.argon2_rate.unwrap_or(f64::NAN);
         // Login: rotate over the seeded users that are enabled (the

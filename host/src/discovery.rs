@@ -370,6 +370,7 @@ mod tests {
             doc: String::new(),
             mutates: false,
             throttle: None,
+            inline: false,
             request_schema: None,
             response_schema: None,
         });

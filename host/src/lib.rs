@@ -23,7 +23,8 @@
 //! graph), [`store`] (sled namespaces), [`runtime`] (activation, dispatch,
 //! events), [`mail`] (outbound mail), [`http`] (axum frontend), [`backup`]
 //! (backup file format), [`admin_socket`] (CLI ↔ running host), [`dataset`]
-//! (bulk import and the shared dataset generator), [`cli`].
+//! (bulk import and the shared dataset generator), [`inline`] (calls run on
+//! an async worker when they cannot block), [`cli`].
 
 #![warn(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod config;
 pub mod dataset;
 pub mod discovery;
 pub mod http;
+pub mod inline;
 pub mod loader;
 pub mod mail;
 pub mod resolver;

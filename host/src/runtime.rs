@@ -549,6 +549,13 @@ impl HostInner {
             ));
         };
         authorize(&decl.access, &ctx.subject)?;
+        if !decl.inline && crate::inline::active() {
+            // Refused before the plugin runs: it never promised to answer
+            // from memory.
+            return Err(crate::inline::refuse(&format!(
+                "{target}.{operation} (not declared inline)"
+            )));
+        }
         if let Some(allowed) = &ctx.restricted_to {
             let full = format!("{target}.{operation}");
             // Cross-plugin calls made while serving an allowed operation
@@ -663,6 +670,7 @@ impl HostInner {
         if let Some(hit) = self.subjects.get(user_id, || self.now_unix_ms()) {
             return Ok(hit);
         }
+        crate::inline::check("resolving a subject that is not cached")?;
         let generation = self.subjects.generation();
         let Some((provider_id, provider)) = self.subject_provider() else {
             return match user_id {
@@ -1161,32 +1169,48 @@ impl Host {
         token: &str,
         client_addr: Option<&str>,
     ) -> Result<syshost_plugin_api::ResolvedToken, PluginError> {
-        // Borrowed from discovery (no manifest clone per request).
-        let resolver = self.active_systems().into_iter().find_map(|id| {
-            let operation = self
-                .inner
-                .discovery
-                .plugins
-                .get(&id)?
-                .manifest
-                .token_resolver
-                .as_ref()?
-                .operation
-                .clone();
-            Some((id, operation))
-        });
+        // The first active system in activation order that declares a
+        // resolver; ids and operation names are borrowed from discovery (no
+        // clone per request). The lifecycle lock is held through a whole
+        // activation: an inline resolution does not wait for it.
+        let discovery = &self.inner.discovery;
+        let find = |order: &[String]| {
+            order.iter().find_map(|id| {
+                let manifest = &discovery.plugins.get(id)?.manifest;
+                let resolver = manifest.token_resolver.as_ref()?;
+                Some((manifest.id.as_str(), resolver.operation.as_str()))
+            })
+        };
+        let state = if crate::inline::active() {
+            match self.inner.state.try_lock() {
+                Ok(s) => s,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return Err(crate::inline::refuse("an activation in progress"))
+                }
+            }
+        } else {
+            match self.inner.state.lock() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            }
+        };
+        let resolver = find(&state.order);
+        drop(state);
         let Some((id, operation)) = resolver else {
             return Err(PluginError::new(
                 codes::UNAVAILABLE,
                 "no active system resolves session tokens",
             ));
         };
-        let request = syshost_plugin_api::ResolveTokenRequest {
-            token: token.to_string(),
-            client_addr: client_addr.map(str::to_string),
-        };
-        let payload = serde_json::to_string(&request)?;
-        let out = self.call_raw(&id, &operation, &payload, &CallContext::system())?;
+        /// [`syshost_plugin_api::ResolveTokenRequest`], borrowed.
+        #[derive(Serialize)]
+        struct Request<'a> {
+            token: &'a str,
+            client_addr: Option<&'a str>,
+        }
+        let payload = serde_json::to_string(&Request { token, client_addr })?;
+        let out = self.call_raw(id, operation, &payload, &CallContext::system())?;
         serde_json::from_str(&out).map_err(|e| {
             PluginError::internal(format!(
                 "response of {id}.{operation} is not a resolved token: {e}"
@@ -1304,7 +1328,9 @@ impl Host {
         ctx: &CallContext,
     ) -> Result<String, PluginError> {
         let result = self.inner.dispatch(id, operation, payload, ctx);
-        if self.inner.sync_writes {
+        // An inline call cannot write (the store refuses it), so there is
+        // nothing of its own to flush.
+        if self.inner.sync_writes && !crate::inline::active() {
             if let Err(e) = self.inner.store.sync() {
                 tracing::error!(plugin = id, operation, "flushing the store failed: {e}");
                 return Err(PluginError::storage(format!(
@@ -1313,6 +1339,25 @@ impl Host {
             }
         }
         result
+    }
+
+    /// Runs `f` in inline mode on this thread ([`crate::inline`]): every
+    /// host service that could block (store access, events, mail, calls to
+    /// operations not declared `inline`, subject resolutions that miss the
+    /// cache) is refused at once with `would_block`. Answers `None` when
+    /// anything was refused — the attempt wrote nothing, so the caller runs
+    /// `f` again normally (on a thread that may block) — else `f`'s result.
+    ///
+    /// Meant for callers on an async worker that must never wait on the
+    /// disk: the HTTP layer answers cached sessions this way.
+    pub fn run_inline<R>(&self, f: impl FnOnce(&Host) -> R) -> Option<R> {
+        let guard = crate::inline::enter();
+        let result = f(self);
+        if guard.refused() {
+            None
+        } else {
+            Some(result)
+        }
     }
 
     /// The per-call time budget (`limits.call_budget_ms`).

@@ -53,7 +53,10 @@ fn err(e: PluginError) -> AbiError {
 }
 
 fn store_err(e: StoreError) -> AbiError {
-    PluginError::storage(e.to_string()).into()
+    match e {
+        StoreError::WouldBlock(message) => PluginError::new(codes::WOULD_BLOCK, message).into(),
+        other => PluginError::storage(other.to_string()).into(),
+    }
 }
 
 fn check_key(key: &[u8]) -> Result<(), AbiError> {
@@ -267,6 +270,8 @@ impl HostObj for PluginServices {
 
     fn publish(&self, topic: RStr<'_>, payload: RStr<'_>) -> RResult<(), AbiError> {
         let run = || -> Result<(), AbiError> {
+            // Delivering the event runs subscribers, which write.
+            crate::inline::check("publishing an event").map_err(err)?;
             let topic = topic.as_str();
             let name = topic
                 .strip_prefix(self.plugin_id.as_str())
@@ -307,6 +312,8 @@ impl HostObj for PluginServices {
 
     fn send_mail(&self, mail: RStr<'_>) -> RResult<(), AbiError> {
         let run = || -> Result<(), AbiError> {
+            // Queueing a mail is a durable store write.
+            crate::inline::check("sending mail").map_err(err)?;
             if mail.len() > MAX_MAIL_BYTES {
                 return Err(err(PluginError::invalid(format!(
                     "mail is {} bytes; the limit is {MAX_MAIL_BYTES}",

@@ -46,6 +46,17 @@ pub enum StoreError {
     /// Any other backend error.
     #[error("storage error: {0}")]
     Backend(String),
+    /// Refused without touching the store: the calling thread runs an
+    /// inline call ([`crate::inline`]), and a read may hit the disk and a
+    /// write may wait on the write gate.
+    #[error("{0}")]
+    WouldBlock(String),
+}
+
+/// `Err(StoreError::WouldBlock)` (recorded as a refusal) when this thread
+/// runs an inline call: checked before any lock, gate or tree is touched.
+fn refuse_inline(what: &str) -> Result<(), StoreError> {
+    crate::inline::check(what).map_err(|e| StoreError::WouldBlock(e.message))
 }
 
 impl From<sled::Error> for StoreError {
@@ -470,6 +481,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        refuse_inline("a store flush")?;
         let covered = self.log.written.load(Ordering::SeqCst);
         self.db.flush()?;
         self.log.flushed.fetch_max(covered, Ordering::SeqCst);
@@ -477,6 +489,7 @@ impl Store for SledStore {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        refuse_inline("a store flush")?;
         let mine = self.log.written.load(Ordering::SeqCst);
         if self.log.flushed.load(Ordering::SeqCst) >= mine {
             return Ok(());
@@ -491,6 +504,7 @@ impl Store for SledStore {
     }
 
     fn export(&self) -> Result<Vec<TreeDump>, StoreError> {
+        refuse_inline("a store export")?;
         let _closed = self.log.gate.write().unwrap_or_else(|p| p.into_inner());
         let mut names: Vec<String> = self
             .db
@@ -516,6 +530,7 @@ impl Store for SledStore {
     }
 
     fn import(&self, trees: &[TreeDump]) -> Result<(), StoreError> {
+        refuse_inline("a store import")?;
         for dump in trees {
             if dump.name == DEFAULT_TREE {
                 continue;
@@ -556,10 +571,12 @@ struct SledNamespace {
 
 impl Namespace for SledNamespace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        refuse_inline("a store read")?;
         Ok(self.tree.get(key)?.map(|v| v.to_vec()))
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        refuse_inline("a store write")?;
         self.log.write(|| {
             let _held = hold(&self.lock);
             self.tree.insert(key, value)?;
@@ -568,6 +585,7 @@ impl Namespace for SledNamespace {
     }
 
     fn delete(&self, key: &[u8]) -> Result<bool, StoreError> {
+        refuse_inline("a store write")?;
         self.log.write(|| {
             let _held = hold(&self.lock);
             Ok(self.tree.remove(key)?.is_some())
@@ -594,6 +612,7 @@ impl Namespace for SledNamespace {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Option<Vec<Pair>>, StoreError> {
+        refuse_inline("a store read")?;
         if let Some(end) = end {
             if end <= start {
                 return Ok(Some(Vec::new()));
@@ -622,6 +641,7 @@ impl Namespace for SledNamespace {
     }
 
     fn batch(&self, ops: &[BatchOp]) -> Result<Option<usize>, StoreError> {
+        refuse_inline("a store write")?;
         self.log.write(|| {
             let _held = hold(&self.lock);
             // Every expectation is checked against the state before the
@@ -653,6 +673,7 @@ impl Namespace for SledNamespace {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<Result<(), Option<Vec<u8>>>, StoreError> {
+        refuse_inline("a store write")?;
         self.log.write(|| {
             let _held = hold(&self.lock);
             match self.tree.compare_and_swap(key, expected, new)? {
@@ -946,5 +967,37 @@ mod tests {
         let target = SledStore::open(dir.path()).unwrap();
         target.import(&trees).unwrap();
         assert_eq!(target.export().unwrap(), trees);
+    }
+
+    #[test]
+    fn inline_mode_refuses_every_access_at_once_even_while_a_backup_holds_the_gate() {
+        let store = SledStore::temporary().unwrap();
+        let ns = store.plugin_namespace("p").unwrap();
+        ns.put(b"k", b"1").unwrap();
+        let written = store.log.written.load(Ordering::SeqCst);
+        // What an export holds for its whole copy.
+        let backup = store.log.gate.write().unwrap();
+        let guard = crate::inline::enter();
+        let would_block = |r: Result<(), StoreError>| {
+            assert!(matches!(r, Err(StoreError::WouldBlock(_))), "{r:?}");
+        };
+        would_block(ns.put(b"k", b"2"));
+        would_block(ns.delete(b"k").map(drop));
+        would_block(
+            ns.batch(&[BatchOp::Put(b"n".to_vec(), b"3".to_vec())])
+                .map(drop),
+        );
+        would_block(ns.compare_and_swap(b"k", Some(b"1"), None).map(drop));
+        would_block(ns.get(b"k").map(drop));
+        would_block(ns.scan(b"", None, false, 10).map(drop));
+        would_block(store.sync());
+        would_block(store.flush());
+        assert!(guard.refused());
+        drop(guard);
+        drop(backup);
+        // Nothing was written or counted.
+        assert_eq!(store.log.written.load(Ordering::SeqCst), written);
+        assert_eq!(ns.get(b"k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(ns.get(b"n").unwrap(), None);
     }
 }

@@ -866,3 +866,134 @@ fn administrators_manage_groups_licenses_and_settings_over_http() {
     assert_eq!(whoami["groups"], json!(["staff"]));
     assert_eq!(whoami["licenses"], json!(["pro"]));
 }
+
+/// The access-log line of the request with id `request_id`.
+fn access_line<'a>(log: &'a str, request_id: &str) -> &'a str {
+    log.lines()
+        .find(|l| l.contains("syshost::http::access") && l.contains(request_id))
+        .unwrap_or_else(|| panic!("no access line for {request_id} in:\n{log}"))
+}
+
+#[test]
+fn cached_sessions_are_answered_inline_with_the_same_answers() {
+    let plugins = PluginDir::systems_and(&[]);
+    let cwd = tempfile::tempdir().unwrap();
+    let server = start(cwd.path(), &plugins, &[]);
+    let c = client();
+    let admin = login(&c, &server, ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (status, _, user) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/create",
+        Some(&admin),
+        &json!({"email": "ann@example.test", "password": "ann's long passphrase 1", "verified": true}),
+    ));
+    assert_eq!(status, 200, "{user}");
+    let ann = login(&c, &server, "ann@example.test", "ann's long passphrase 1");
+    // (request id, whether it must have run inline)
+    let mut expected: Vec<(String, bool)> = Vec::new();
+    let mut whoami = |token: &str, inline: bool| {
+        let r = post(
+            &c,
+            &server,
+            "/api/v1/session/whoami",
+            Some(token),
+            &json!({}),
+        );
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let (status, headers, v) = body(r);
+        expected.push((id, inline));
+        (status, headers, v)
+    };
+
+    // The first request reads the session from the store (blocking pool);
+    // the next ones are answered inline, identically, with the same headers.
+    let (status, first_headers, first) = whoami(&ann, false);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["email"], "ann@example.test");
+    for _ in 0..2 {
+        let (status, headers, v) = whoami(&ann, true);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v, first);
+        for h in ["content-type", "cache-control", "content-security-policy"] {
+            assert_eq!(headers[h], first_headers[h], "{h}");
+        }
+        assert!(headers.get("x-session-token").is_none());
+        assert!(headers.get("set-cookie").is_none());
+    }
+    // GET answers the same.
+    let (status, _, v) = body(
+        c.get(server.url("/api/v1/session/whoami"))
+            .bearer_auth(&ann)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!((status.as_u16(), &v), (200, &first));
+
+    // A role change marks the session for rotation: the resolution writes,
+    // so it runs on the pool and hands over the new token; the old one is
+    // dead on both paths.
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/role/create",
+        Some(&admin),
+        &json!({"id": "viewer", "name": "Viewer", "permissions": ["user.read"]}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/user/set_roles",
+        Some(&admin),
+        &json!({"id": user["id"], "roles": ["viewer"]}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let (status, headers, v) = whoami(&ann, false);
+    assert_eq!(status, 200, "{v}");
+    let rotated = headers["x-session-token"].to_str().unwrap().to_string();
+    assert_ne!(rotated, ann);
+    for _ in 0..2 {
+        let (status, _, v) = whoami(&ann, false);
+        assert_eq!(status, 401, "the replaced token is dead: {v}");
+        assert_eq!(error_code(status, &v), "unauthenticated");
+    }
+    // The rotating resolution cached the new token: inline at once, with
+    // the new role's permission.
+    for _ in 0..2 {
+        let (status, _, v) = whoami(&rotated, true);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["roles"], json!(["viewer"]), "{v}");
+    }
+
+    // Logout ends it at once: the cached entry is gone, 401 again.
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/session/logout",
+        Some(&rotated),
+        &json!({}),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let (status, _, v) = whoami(&rotated, false);
+    assert_eq!(status, 401, "{v}");
+    // No token at all: 401 from the host, answered inline (the anonymous
+    // subject is cached by then).
+    let (status, _, v) = body(post(
+        &c,
+        &server,
+        "/api/v1/session/whoami",
+        None,
+        &json!({}),
+    ));
+    assert_eq!(status, 401, "{v}");
+
+    let log = server.stop_with_log();
+    for (id, inline) in &expected {
+        let line = access_line(&log, id);
+        assert!(
+            line.contains(&format!("inline={inline}")),
+            "request {id} should have run with inline={inline}: {line}"
+        );
+    }
+}

@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 /// Who a call is made by, as the host established it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// `Deserialize` is written by hand (`subject_de.rs`): the same JSON as
+/// the derive, without buffering the object when `kind` comes first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Subject {
     /// The host itself or an offline CLI command: allowed everything.

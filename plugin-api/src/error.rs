@@ -36,6 +36,12 @@ pub mod codes {
     pub const STORAGE: &str = "storage_error";
     /// Anything else that is the system's fault rather than the caller's.
     pub const INTERNAL: &str = "internal";
+    /// The host refused a service because the call runs inline (on an
+    /// async worker) and the service could block: a store read or write,
+    /// an event, a mail, or a call to an operation not declared `inline`.
+    /// The host runs the call again on a blocking thread; plugins pass this
+    /// error on unchanged (see [`OperationDecl::inline`](crate::OperationDecl::inline)).
+    pub const WOULD_BLOCK: &str = "would_block";
 }
 
 /// An error returned by plugin or host code: a stable [`code`](codes), a

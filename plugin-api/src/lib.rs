@@ -74,6 +74,7 @@ pub mod export;
 mod host;
 mod manifest;
 mod plugin;
+mod subject_de;
 pub mod timefmt;
 pub mod validate;
 pub mod view;

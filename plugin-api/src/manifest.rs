@@ -164,6 +164,21 @@ pub struct OperationDecl {
     /// `auth` for login, registration, resets and code entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<String>,
+    /// The operation answers from the plugin's memory and may be run
+    /// *inline*, on one of the host's async workers, instead of on a
+    /// blocking thread. Defaults to `false`.
+    ///
+    /// The contract: while an inline call runs, the host refuses at once,
+    /// with [`codes::WOULD_BLOCK`](crate::codes::WOULD_BLOCK), every service
+    /// that could wait on the disk or on a long-held lock — store reads and
+    /// writes, `publish`, `send_mail`, and calls to operations that are not
+    /// declared `inline` themselves. The operation must pass that error on
+    /// (`?`) and must not do anything slow of its own (no hashing, no
+    /// sleeping, no locks held across slow work). The host then runs the
+    /// whole call again on a blocking thread as usual; because every write
+    /// was refused, the first attempt changed nothing in the store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
     /// JSON Schema of the request body, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_schema: Option<serde_json::Value>,

@@ -122,6 +122,7 @@ impl<P: Plugin> Operations<P> {
             doc: doc.to_string(),
             mutates,
             throttle: None,
+            inline: false,
             request_schema: schema_of::<Req>(),
             response_schema: schema_of::<Resp>(),
         });
@@ -150,6 +151,18 @@ impl<P: Plugin> Operations<P> {
     pub fn throttled(mut self, class: &str) -> Self {
         if let Some(last) = self.decls.last_mut() {
             last.throttle = Some(class.to_string());
+        }
+        self
+    }
+
+    /// Declares the operation added last [`inline`](OperationDecl::inline):
+    /// it answers from memory, so the host may run it on an async worker.
+    /// While it runs inline the host refuses store access, events, mail and
+    /// calls to operations that are not inline with `would_block`; pass
+    /// that error on and the host repeats the call on a blocking thread.
+    pub fn inline(mut self) -> Self {
+        if let Some(last) = self.decls.last_mut() {
+            last.inline = true;
         }
         self
     }

@@ -12,7 +12,7 @@ use syshost_plugin_api::{codes, Access};
 use super::auth;
 use super::call::{self, Caller, StaleToken};
 use super::errors::{ApiError, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE};
-use super::{AppState, SubjectLabel};
+use super::{AppState, RanInline, SubjectLabel};
 
 /// Serves one operation call.
 pub(super) async fn call_operation(
@@ -21,12 +21,16 @@ pub(super) async fn call_operation(
     req: Request,
 ) -> Response {
     let mut label = SubjectLabel("anonymous".to_string());
-    let result = serve(&state, path, req, &mut label).await;
+    let mut inline = false;
+    let result = serve(&state, path, req, &mut label, &mut inline).await;
     let mut response = match result {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     response.extensions_mut().insert(label);
+    if inline {
+        response.extensions_mut().insert(RanInline);
+    }
     response
 }
 
@@ -35,6 +39,7 @@ async fn serve(
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     req: Request,
     label: &mut SubjectLabel,
+    inline: &mut bool,
 ) -> Result<Response, ApiError> {
     let Path((plugin, operation)) =
         path.map_err(|e| ApiError::new(codes::UNKNOWN_OPERATION, format!("bad path: {e}")))?;
@@ -50,7 +55,7 @@ async fn serve(
         ));
     }
     let caller = Caller::from_request(state, &req)?;
-    call::throttle(state, &decl, &caller)?;
+    call::throttle(state, decl, &caller)?;
     if is_post && caller.uses_cookie() {
         auth::check_csrf(req.headers(), &state.opts.public_origin)?;
     }
@@ -67,8 +72,18 @@ async fn serve(
     } else {
         StaleToken::Refuse
     };
-    let resolved = call::call(state, &caller, &plugin, &operation, payload, stale).await?;
+    let resolved = call::call(
+        state,
+        &caller,
+        &plugin,
+        &operation,
+        payload,
+        stale,
+        decl.inline,
+    )
+    .await?;
     label.0 = resolved.ctx.subject.label();
+    *inline = resolved.inline;
     let body = resolved.value?;
 
     let mut headers = axum::http::HeaderMap::new();

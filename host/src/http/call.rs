@@ -1,8 +1,16 @@
 //! The one way an HTTP request becomes an operation call, shared by the JSON
 //! API ([`super::api`]) and the web frontend ([`crate::web`]): find the
 //! declared operation, apply the per-address throttle, resolve the token
-//! into a call context, and run the call on the blocking pool through
+//! into a call context, and run the call through
 //! [`Host::call_raw`](crate::Host::call_raw) (which authorizes it).
+//!
+//! Where a call runs: an API call of an operation declared
+//! [`inline`](syshost_plugin_api::OperationDecl::inline) is first tried on
+//! the async worker itself in inline mode ([`crate::inline`]: token
+//! resolution, subject and call together; anything that could block is
+//! refused, so a refused attempt wrote nothing). A refused attempt, and
+//! every other call, runs on tokio's blocking pool under the per-call
+//! budget, exactly as if no attempt had been made.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -59,6 +67,8 @@ pub(crate) struct Resolved<R> {
     /// anonymously instead ([`StaleToken::Anonymous`]); its cookie should
     /// be cleared.
     pub stale_token: bool,
+    /// The call ran inline on the async worker (not on the blocking pool).
+    pub inline: bool,
 }
 
 /// What a stale or unknown session token means for a call.
@@ -72,11 +82,11 @@ pub(crate) enum StaleToken {
 
 /// The declared operation `plugin.operation` of an active system, or the
 /// API's error for it (`unknown_operation`, or `unavailable` as 404).
-pub(crate) fn find_operation(
-    host: &crate::Host,
+pub(crate) fn find_operation<'h>(
+    host: &'h crate::Host,
     plugin: &str,
     operation: &str,
-) -> Result<OperationDecl, ApiError> {
+) -> Result<&'h OperationDecl, ApiError> {
     if !host.is_active(plugin) {
         return Err(if host.manifest(plugin).is_some() {
             ApiError::new(
@@ -88,12 +98,13 @@ pub(crate) fn find_operation(
             ApiError::new(codes::UNKNOWN_OPERATION, format!("no system '{plugin}'"))
         });
     }
-    // Borrowed from discovery: cloning the whole manifest (every
-    // operation's JSON Schemas) on each request cost more than the call.
+    // Borrowed from discovery: cloning the manifest, or even the one
+    // declaration with its JSON Schemas, on each request cost more than
+    // the call.
     host.discovery()
         .plugins
         .get(plugin)
-        .and_then(|p| p.manifest.operation(operation).cloned())
+        .and_then(|p| p.manifest.operation(operation))
         .ok_or_else(|| {
             ApiError::new(
                 codes::UNKNOWN_OPERATION,
@@ -170,6 +181,21 @@ where
     with_context_on(state, caller, None, StaleToken::Anonymous, f).await
 }
 
+/// `unavailable` while `system` has [`MAX_OVERDUE_CALLS`] calls still
+/// running past the time budget.
+fn check_overdue(state: &AppState, system: &str) -> Result<(), ApiError> {
+    let overdue = state.overdue.running(system);
+    if overdue >= MAX_OVERDUE_CALLS {
+        return Err(ApiError::new(
+            codes::UNAVAILABLE,
+            format!(
+                "system '{system}' has {overdue} calls still running past the time budget (limits.call_budget_ms); try again later"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// [`with_context`] for a call of `target` (system, operation) when known:
 /// answers 503 `timeout` once the per-call budget (`limits.call_budget_ms`)
 /// is exceeded, and 503 `unavailable` while the system has
@@ -187,40 +213,26 @@ where
     F: FnOnce(&crate::Host, &CallContext) -> R + Send + 'static,
 {
     let key = target.map_or("", |(system, _)| system);
-    let overdue = state.overdue.running(key);
-    if overdue >= MAX_OVERDUE_CALLS {
-        return Err(ApiError::new(
-            codes::UNAVAILABLE,
-            format!(
-                "system '{key}' has {overdue} calls still running past the time budget (limits.call_budget_ms); try again later"
-            ),
-        ));
-    }
+    check_overdue(state, key)?;
     let host = state.host.clone();
     let token = caller.token.as_ref().map(|(t, _)| t.clone());
     let client_addr = caller.client_ip.map(|ip| ip.to_string());
     let request_id = caller.request_id.clone();
     let mut task = tokio::task::spawn_blocking(move || {
-        let resolved = context(
+        let (ctx, replacement_token, stale_token) = resolve_caller(
             &host,
             token.as_deref(),
-            client_addr.clone(),
-            request_id.clone(),
-        );
-        let (ctx, replacement_token, stale_token) = match resolved {
-            Ok((ctx, replacement)) => (ctx, replacement, false),
-            Err(e) if stale == StaleToken::Anonymous && e.code == codes::UNAUTHENTICATED => {
-                let (ctx, _) = context(&host, None, client_addr, request_id)?;
-                (ctx, None, true)
-            }
-            Err(e) => return Err(e),
-        };
+            client_addr.as_deref(),
+            &request_id,
+            stale,
+        )?;
         let value = f(&host, &ctx);
         Ok(Resolved {
             value,
             ctx,
             replacement_token,
             stale_token,
+            inline: false,
         })
     });
     let budget = state.host.call_budget();
@@ -247,7 +259,9 @@ where
 
 /// Calls `plugin.operation` with a JSON `payload` as `caller` (the host
 /// authorizes it); answers the response body and the resolution. `stale`
-/// says what a stale or unknown token means.
+/// says what a stale or unknown token means. `inline`: the operation is
+/// declared [`inline`](syshost_plugin_api::OperationDecl::inline), so the
+/// call is first tried on this worker (see the module documentation).
 pub(crate) async fn call(
     state: &Arc<AppState>,
     caller: &Caller,
@@ -255,7 +269,14 @@ pub(crate) async fn call(
     operation: &str,
     payload: String,
     stale: StaleToken,
+    inline: bool,
 ) -> Result<Resolved<Result<String, ApiError>>, ApiError> {
+    if inline && state.inline.allows(plugin, operation) {
+        check_overdue(state, plugin)?;
+        if let Some(done) = call_inline(state, caller, plugin, operation, &payload, stale) {
+            return done;
+        }
+    }
     let target = (plugin, operation);
     let (plugin, operation) = (plugin.to_string(), operation.to_string());
     with_context_on(state, caller, Some(target), stale, move |host, ctx| {
@@ -265,20 +286,111 @@ pub(crate) async fn call(
     .await
 }
 
+/// An inline attempt longer than this means the operation does not keep
+/// its promise: it is run on the blocking pool from then on.
+pub const INLINE_SLOW: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Operations the HTTP layer no longer runs inline because an attempt took
+/// longer than [`INLINE_SLOW`] (until the process restarts).
+#[derive(Default)]
+pub(crate) struct InlinePolicy {
+    demoted: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+impl InlinePolicy {
+    /// Whether `plugin.operation` may still be tried inline.
+    fn allows(&self, plugin: &str, operation: &str) -> bool {
+        let demoted = self.demoted.read().unwrap_or_else(|p| p.into_inner());
+        demoted.is_empty() || !demoted.contains(&format!("{plugin}.{operation}"))
+    }
+
+    fn demote(&self, plugin: &str, operation: &str) {
+        self.demoted
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(format!("{plugin}.{operation}"));
+    }
+}
+
+/// Token resolution, subject and call in inline mode on this worker.
+/// `None`: something would have blocked (nothing was written); run the
+/// call on the blocking pool instead.
+fn call_inline(
+    state: &AppState,
+    caller: &Caller,
+    plugin: &str,
+    operation: &str,
+    payload: &str,
+    stale: StaleToken,
+) -> Option<Result<Resolved<Result<String, ApiError>>, ApiError>> {
+    let client_addr = caller.client_ip.map(|ip| ip.to_string());
+    let started = std::time::Instant::now();
+    let outcome = state.host.run_inline(|host| {
+        let (ctx, replacement_token, stale_token) = resolve_caller(
+            host,
+            caller.token.as_ref().map(|(t, _)| t.as_str()),
+            client_addr.as_deref(),
+            &caller.request_id,
+            stale,
+        )?;
+        let value = host
+            .call_raw(plugin, operation, payload, &ctx)
+            .map_err(ApiError::from);
+        Ok(Resolved {
+            value,
+            ctx,
+            replacement_token,
+            stale_token,
+            inline: true,
+        })
+    });
+    let elapsed = started.elapsed();
+    if elapsed > INLINE_SLOW {
+        tracing::warn!(
+            plugin,
+            operation,
+            ms = elapsed.as_millis() as u64,
+            "an inline call took longer than {} ms; {plugin}.{operation} runs on the blocking pool from now on",
+            INLINE_SLOW.as_millis()
+        );
+        state.inline.demote(plugin, operation);
+    }
+    outcome
+}
+
+/// The call context for the caller's token; a stale or unknown token runs
+/// anonymously when `stale` says so (the third value is then `true`).
+fn resolve_caller(
+    host: &crate::Host,
+    token: Option<&str>,
+    client_addr: Option<&str>,
+    request_id: &str,
+    stale: StaleToken,
+) -> Result<(CallContext, Option<String>, bool), ApiError> {
+    match context(host, token, client_addr, request_id) {
+        Ok((ctx, replacement)) => Ok((ctx, replacement, false)),
+        Err(e) if stale == StaleToken::Anonymous && e.code == codes::UNAUTHENTICATED => {
+            let (ctx, _) = context(host, None, client_addr, request_id)?;
+            Ok((ctx, None, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The call context for a request: anonymous without a token, else the
 /// session's user (with session id and restrictions). Also returns the
 /// resolver's replacement token, if any.
 fn context(
     host: &crate::Host,
     token: Option<&str>,
-    client_addr: Option<String>,
-    request_id: String,
+    client_addr: Option<&str>,
+    request_id: &str,
 ) -> Result<(CallContext, Option<String>), ApiError> {
     let (mut ctx, replacement) = match token {
         None => (host.context_for(None).map_err(ApiError::from)?, None),
         Some(token) => {
             let resolved = host
-                .resolve_token(token, client_addr.as_deref())
+                .resolve_token(token, client_addr)
                 .map_err(ApiError::from)?;
             let mut ctx = host
                 .context_for(Some(&resolved.user_id))
@@ -291,8 +403,8 @@ fn context(
             (ctx, resolved.replacement_token)
         }
     };
-    ctx.client_addr = client_addr;
-    ctx.request_id = Some(request_id);
+    ctx.client_addr = client_addr.map(str::to_string);
+    ctx.request_id = Some(request_id.to_string());
     Ok((ctx, replacement))
 }
 

@@ -96,6 +96,8 @@ pub(crate) struct AppState {
     pub(crate) web: crate::web::WebState,
     /// Calls still running past the time budget, per system.
     pub(crate) overdue: Arc<call::Overdue>,
+    /// Operations no longer tried inline (an attempt was too slow).
+    pub(crate) inline: call::InlinePolicy,
 }
 
 /// The request id of the current request (set by the middleware).
@@ -106,6 +108,11 @@ pub(crate) struct RequestId(pub(crate) String);
 #[derive(Debug, Clone)]
 pub(crate) struct SubjectLabel(pub(crate) String);
 
+/// Set on a response whose call ran inline on the async worker (the
+/// access log reports `inline=true`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RanInline;
+
 /// Builds the router for `host`.
 pub fn router(host: Host, opts: HttpOptions) -> Router {
     let state = Arc::new(AppState {
@@ -114,6 +121,7 @@ pub fn router(host: Host, opts: HttpOptions) -> Router {
         opts,
         web: crate::web::WebState::new(),
         overdue: Arc::default(),
+        inline: call::InlinePolicy::default(),
     });
     Router::new()
         .route("/healthz", get(healthz))
@@ -174,6 +182,7 @@ async fn hygiene(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         .remove::<SubjectLabel>()
         .map(|s| s.0)
         .unwrap_or_else(|| "anonymous".to_string());
+    let inline = response.extensions_mut().remove::<RanInline>().is_some();
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -206,6 +215,7 @@ async fn hygiene(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         status = response.status().as_u16(),
         ms = started.elapsed().as_millis() as u64,
         subject = %subject,
+        inline,
         request_id = %request_id,
         "request"
     );

@@ -914,7 +914,7 @@ async fn submit(
     };
     let page = local_ui(sub.get("_page")).unwrap_or_else(|| "/ui".to_string());
     let form_id = sub.get("_form").unwrap_or("").to_string();
-    let throttled = call::throttle(&state, &decl, &caller);
+    let throttled = call::throttle(&state, decl, &caller);
     let payload = form::to_json(&sub, decl.request_schema.as_ref());
     let csrf_sent = sub.get("_csrf").unwrap_or("").to_string();
     let key = state.web.csrf_key;

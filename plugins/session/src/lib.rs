@@ -137,6 +137,8 @@ impl Plugin for SessionSystem {
                 "Returns the caller: user, session, permissions, roles, groups and licenses.",
                 Self::whoami,
             )
+            // Answers from the call context alone.
+            .inline()
             .query(
                 "list_mine",
                 Access::Authenticated,
@@ -167,6 +169,11 @@ impl Plugin for SessionSystem {
                 "Resolves a session token for the host (records the use, may rotate the token).",
                 Self::resolve_token,
             )
+            // A resolution the token cache answers writes nothing and reads
+            // no key; any other one reaches the store, which refuses it
+            // inline (`would_block`), so the host repeats it on a thread
+            // that may block.
+            .inline()
     }
 
     fn activate(host: Host) -> Result<Self, PluginError> {
@@ -454,7 +461,10 @@ impl SessionSystem {
         let hash = store::sha256_hex(req.token.as_bytes());
         let settings = self.settings()?;
         // A resolution that would write nothing (no rotation, not expired,
-        // `last_seen_at` recent enough) is answered from the cache.
+        // `last_seen_at` recent enough) is answered from the cache. This is
+        // the only answer an inline call (host-declared `inline`) can give:
+        // everything below reads the store first, which refuses an inline
+        // call with `would_block` before anything is written.
         if let Some(cached) = self.tokens.get(&hash) {
             let now = self.now();
             if !cached.rotate
@@ -508,13 +518,26 @@ impl SessionSystem {
             if !committed {
                 continue;
             }
-            if next != record {
-                self.tokens.forget(&record.token_hash);
-            }
             let answer = resolved(&next, replacement);
-            // `next` is what the store holds now, unless a change
-            // committed since `generation` (then it is not cached).
-            self.tokens.insert(generation, next);
+            if next == record {
+                // `next` is what the store holds now, unless a change
+                // committed since `generation` (then it is not cached).
+                self.tokens.insert(generation, next);
+            } else {
+                self.tokens.forget(&record.token_hash);
+                // That `forget` (ours) voids `generation`. Cache what was
+                // written if the store still holds it as of a generation
+                // taken now: a change committed after this read forgets the
+                // session and bumps the generation, so it is never cached
+                // stale; without this, the next request would read the
+                // store (and, for an inline caller, take the blocking path).
+                let generation = self.tokens.generation();
+                if let Ok(Some((_, stored))) = store::load(&store, &next.id) {
+                    if stored == next {
+                        self.tokens.insert(generation, next);
+                    }
+                }
+            }
             return Ok(answer);
         }
         Err(PluginError::conflict(
