@@ -460,31 +460,87 @@ pub fn read_lines(reader: impl BufRead) -> impl Iterator<Item = Result<(usize, V
 /// Seeds `users` generated users (dataset `seed`, all with `password`)
 /// through `user.import`, after [`prepare_references`].
 pub fn seed(host: &Host, users: u64, seed: u64, password: &str) -> Result<ImportReport, String> {
-    let user = host
-        .system("user")
-        .ok_or("the 'user' system is not active")?;
+    if host.system("user").is_none() {
+        return Err("the 'user' system is not active".into());
+    }
     prepare_references(host)?;
     let phc = hash_password(password)?;
     let now = crate::runtime::system_now_ms();
-    // Users are generated on a second thread while the import calls run,
-    // at most a few batches ahead (a bounded channel), so generating and
-    // storing overlap on two cores and memory stays flat at any size.
-    let (tx, rx) = std::sync::mpsc::sync_channel(2 * IMPORT_BATCH);
+    // A second thread generates the users and encodes each batch's request
+    // while the import calls run, at most two batches ahead (a bounded
+    // channel), so generating, encoding and storing overlap on two cores,
+    // the importing thread does no JSON work of its own, and memory stays
+    // flat at any size.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, u64, String)>(2);
     let generator = std::thread::Builder::new()
         .name("syshost-seed".into())
         .spawn(move || {
-            for i in 0..users {
-                let item = (i as usize + 1, generated_user(seed, i, now, &phc));
-                if tx.send(Ok(item)).is_err() {
+            let mut first = 0;
+            while first < users {
+                let last = (first + IMPORT_BATCH as u64).min(users);
+                let mut body = Vec::with_capacity(IMPORT_BATCH * 1024);
+                body.extend_from_slice(b"{\"users\":[");
+                for i in first..last {
+                    if i > first {
+                        body.push(b',');
+                    }
+                    // Writing a `Value` into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut body, &generated_user(seed, i, now, &phc));
+                }
+                body.extend_from_slice(b"]}");
+                let body = String::from_utf8(body).unwrap_or_default();
+                if tx.send((first, last, body)).is_err() {
                     // The import stopped early (an error); stop too.
                     return;
                 }
+                first = last;
             }
         })
         .map_err(|e| format!("cannot start the generator thread: {e}"))?;
-    let report = import_items(&user, rx, IMPORT_BATCH).map_err(|e| e.to_string());
+    let mut report = ImportReport {
+        imported: 0,
+        batches: 0,
+        elapsed: Duration::ZERO,
+    };
+    let mut failure = None;
+    for (first, last, body) in rx {
+        let started = Instant::now();
+        let result = host.call_raw("user", "import", &body, &crate::CallContext::system());
+        report.elapsed += started.elapsed();
+        let answer = result.and_then(|text| {
+            serde_json::from_str::<Value>(&text)
+                .map_err(|e| PluginError::internal(format!("user.import answered: {e}")))
+        });
+        match answer {
+            Ok(answer) => {
+                report.imported += answer["imported"].as_u64().unwrap_or(0);
+                report.batches += 1;
+            }
+            Err(e) => {
+                // Generated user `i` is "line" `i + 1`, as in an import file.
+                let message = match e
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.get("index"))
+                    .and_then(Value::as_u64)
+                {
+                    Some(index) => format!("line {}: {e}", first + index + 1),
+                    None => format!("lines {}-{last}: {e}", first + 1),
+                };
+                let failed = ImportFailure {
+                    done: report,
+                    message,
+                };
+                failure = Some(failed.to_string());
+                break;
+            }
+        }
+    }
     generator
         .join()
         .map_err(|_| "the generator thread panicked".to_string())?;
-    report
+    match failure {
+        Some(message) => Err(message),
+        None => Ok(report),
+    }
 }
