@@ -38,33 +38,101 @@ fn guard<T>(
     }
 }
 
+/// The contexts this thread decoded last (most recent first), with their
+/// JSON. Two: a request's calls alternate between the host's own context
+/// (token resolution) and the caller's.
+const CONTEXT_SLOTS: usize = 2;
+
 thread_local! {
-    /// The last call context this thread decoded, with its JSON: calls made
-    /// by the host and by other plugins repeat the same context, so most
-    /// calls skip decoding it.
-    static LAST_CONTEXT: RefCell<Option<(String, Rc<CallContext>)>> = const { RefCell::new(None) };
+    /// The last call contexts this thread decoded, with their JSON: calls
+    /// made by the host and by other plugins repeat the same context, and
+    /// the requests of one session repeat it except for the request id, so
+    /// most calls skip decoding it.
+    static LAST_CONTEXTS: RefCell<Vec<(String, Rc<CallContext>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The decoded call context for `json`, reusing this thread's last one when
-/// the JSON is byte-for-byte the same.
+/// The member every request changes.
+const REQUEST_ID_MEMBER: &str = ",\"request_id\":";
+
+/// Where the value of the top-level `request_id` member is in `json`
+/// (byte range), when the member occurs exactly once. Inside a JSON string
+/// every quote is escaped, so `,"request_id":` can only be a member name.
+fn request_id_span(json: &str) -> Option<(usize, usize)> {
+    let at = json.find(REQUEST_ID_MEMBER)?;
+    if json.rfind(REQUEST_ID_MEMBER) != Some(at) {
+        return None;
+    }
+    let start = at + REQUEST_ID_MEMBER.len();
+    let rest = &json[start..];
+    let len = if rest.starts_with("null") {
+        4
+    } else if rest.starts_with('"') {
+        let bytes = rest.as_bytes();
+        let mut i = 1;
+        loop {
+            match bytes.get(i)? {
+                b'\\' => i += 2,
+                b'"' => break i + 1,
+                _ => i += 1,
+            }
+        }
+    } else {
+        return None;
+    };
+    Some((start, start + len))
+}
+
+/// The decoded call context for `json`, reusing one of this thread's last
+/// contexts when the JSON is byte-for-byte the same, or the same except
+/// for the request id (then only the id is decoded, and the context is
+/// updated in place when nothing else holds it).
 fn decode_context(json: &str) -> Result<Rc<CallContext>, PluginError> {
-    let hit = LAST_CONTEXT.with(|last| {
-        last.borrow()
-            .as_ref()
-            .filter(|(seen, _)| seen == json)
-            .map(|(_, ctx)| ctx.clone())
+    let reused = LAST_CONTEXTS.with(|slots| {
+        // Not while a handler holds a borrow: handlers never touch it.
+        let mut slots = slots.try_borrow_mut().ok()?;
+        if let Some(i) = slots.iter().position(|(seen, _)| seen == json) {
+            let hit = slots.remove(i);
+            let ctx = hit.1.clone();
+            slots.insert(0, hit);
+            return Some(ctx);
+        }
+        let (start, end) = request_id_span(json)?;
+        for i in 0..slots.len() {
+            let (seen, ctx) = &mut slots[i];
+            let Some((seen_start, seen_end)) = request_id_span(seen) else {
+                continue;
+            };
+            if seen[..seen_start] != json[..start] || seen[seen_end..] != json[end..] {
+                continue;
+            }
+            // Only the request id differs; nothing else may hold the
+            // context while it changes (a nested call's caller does).
+            let Some(owned) = Rc::get_mut(ctx) else {
+                continue;
+            };
+            let Ok(request_id) = serde_json::from_str::<Option<String>>(&json[start..end]) else {
+                return None;
+            };
+            owned.request_id = request_id;
+            seen.clear();
+            seen.push_str(json);
+            let hit = slots.remove(i);
+            let ctx = hit.1.clone();
+            slots.insert(0, hit);
+            return Some(ctx);
+        }
+        None
     });
-    if let Some(ctx) = hit {
+    if let Some(ctx) = reused {
         return Ok(ctx);
     }
     let ctx: Rc<CallContext> = Rc::new(serde_json::from_str(json).map_err(|e| {
         PluginError::internal(format!("host sent an unreadable call context: {e}"))
     })?);
-    LAST_CONTEXT.with(|last| {
-        // Not while a handler holds a borrow: handlers never touch it, and
-        // the borrow above has ended.
-        if let Ok(mut last) = last.try_borrow_mut() {
-            *last = Some((json.to_string(), ctx.clone()));
+    LAST_CONTEXTS.with(|slots| {
+        if let Ok(mut slots) = slots.try_borrow_mut() {
+            slots.truncate(CONTEXT_SLOTS - 1);
+            slots.insert(0, (json.to_string(), ctx.clone()));
         }
     });
     Ok(ctx)
@@ -231,5 +299,81 @@ mod tests {
 
         let err = decode_context("{not json").unwrap_err();
         assert_eq!(err.code, codes::INTERNAL);
+    }
+
+    #[test]
+    fn contexts_differing_only_in_the_request_id_are_updated_not_decoded() {
+        let user = CallContext {
+            subject: Subject::User(UserSubject {
+                id: "u9".into(),
+                name: "say \",\"request_id\":\"x\"".into(),
+                permissions: ["a.b".to_string(), "c.d".to_string()].into(),
+                session_id: Some("s9".into()),
+                ..Default::default()
+            }),
+            request_id: Some("req-1".into()),
+            client_addr: Some("10.0.0.9".into()),
+            ..Default::default()
+        };
+        let first_json = serde_json::to_string(&user).unwrap();
+        let first = decode_context(&first_json).unwrap();
+        assert_eq!(*first, user);
+        let first_ptr = Rc::as_ptr(&first);
+        drop(first);
+        // The host's own context in between (the other slot).
+        let system = decode_context(&serde_json::to_string(&CallContext::system()).unwrap());
+        assert_eq!(*system.unwrap(), CallContext::system());
+
+        // Same session, next request: the context is updated in place.
+        for id in [Some("req-2"), None, Some("r\"3")] {
+            let next = CallContext {
+                request_id: id.map(str::to_string),
+                ..user.clone()
+            };
+            let json = serde_json::to_string(&next).unwrap();
+            let got = decode_context(&json).unwrap();
+            assert_eq!(*got, next);
+            assert_eq!(Rc::as_ptr(&got), first_ptr, "updated in place");
+        }
+
+        // Held by a caller (a nested call): decoded afresh, the held one
+        // is left alone.
+        let held = decode_context(&first_json).unwrap();
+        let other = CallContext {
+            request_id: Some("req-4".into()),
+            ..user.clone()
+        };
+        let got = decode_context(&serde_json::to_string(&other).unwrap()).unwrap();
+        assert_eq!(*got, other);
+        assert_eq!(*held, user);
+        drop((held, got));
+
+        // Anything else that differs is decoded afresh.
+        let moved = CallContext {
+            client_addr: Some("10.0.0.10".into()),
+            request_id: Some("req-5".into()),
+            ..user.clone()
+        };
+        let got = decode_context(&serde_json::to_string(&moved).unwrap()).unwrap();
+        assert_eq!(*got, moved);
+    }
+
+    #[test]
+    fn the_request_id_member_is_found_only_when_unambiguous() {
+        fn span(json: &str) -> Option<&str> {
+            request_id_span(json).map(|(a, b)| &json[a..b])
+        }
+        assert_eq!(
+            span(r#"{"a":1,"request_id":"x\"y","b":2}"#),
+            Some(r#""x\"y""#)
+        );
+        assert_eq!(span(r#"{"a":1,"request_id":null}"#), Some("null"));
+        assert_eq!(span(r#"{"a":1}"#), None);
+        assert_eq!(
+            span(r#"{"a":1,"request_id":"x","c":{"d":0,"request_id":1}}"#),
+            None
+        );
+        assert_eq!(span(r#"{"a":1,"request_id":"unterminated"#), None);
+        assert_eq!(span(r#"{"a":1,"request_id":5}"#), None);
     }
 }
