@@ -15,7 +15,9 @@ use crate::{Access, CallContext, Event, Host, Manifest, OperationDecl, PluginErr
 /// [`Plugin::on_event`], and finally calls [`Plugin::shutdown`].
 ///
 /// Plugins must not start async runtimes or depend on tokio: the host owns
-/// the only runtime and runs every plugin call on a blocking thread.
+/// the only runtime and runs every plugin call on a blocking thread (an
+/// operation declared [`inline`](Operations::inline) possibly on an async
+/// worker first, where everything that could block is refused).
 pub trait Plugin: Sized + Send + Sync + 'static {
     /// Identity, dependencies, permissions and subscriptions. Operations are
     /// added automatically from [`Plugin::operations`].
