@@ -116,6 +116,42 @@ fn the_cached_registry_follows_later_activations() {
     host.shutdown();
 }
 
+/// The host hands every call its registry generation and plugins skip the
+/// registry round trip while their copy is that new: a plugin must still
+/// see a permission of a system activated just before the call, and no
+/// longer see one of a system deactivated before the call. Checked from
+/// another plugin (`directory` asks `permission.check`), before and after
+/// `intruder` is activated, and in `directory`'s shutdown hook, which runs
+/// after `intruder` (activated later) was deactivated.
+#[test]
+fn a_plugin_sees_the_registry_of_the_moment_it_is_called() {
+    let plugins =
+        PluginDir::systems_and(&[fixture_library("directory"), fixture_library("intruder")]);
+    let data = tempfile::tempdir().unwrap();
+    let host = start_with(&plugins, data.path(), &["directory"]);
+    let ids = json!({ "ids": ["intruder.secret", "role.create", "intruder.secret"] });
+    let ask = |host: &Host| system(host, "directory", "unknown_permissions", ids.clone());
+    // Twice: the second answer comes from the permission plugin's copy.
+    for _ in 0..2 {
+        assert_eq!(ask(&host), json!({ "unknown": ["intruder.secret"] }));
+    }
+    host.activate("intruder").unwrap();
+    for _ in 0..2 {
+        assert_eq!(ask(&host), json!({ "unknown": [] }));
+    }
+    // Shutdown deactivates intruder first, then directory, whose shutdown
+    // hook asks again and keeps the answer in its store.
+    let errors = host.shutdown();
+    assert!(errors.is_empty(), "{errors:?}");
+    drop(host);
+    let host = start_with(&plugins, data.path(), &["directory"]);
+    assert_eq!(
+        system(&host, "directory", "unknown_at_shutdown", json!({})),
+        json!({ "unknown": ["intruder.secret"] })
+    );
+    host.shutdown();
+}
+
 #[test]
 fn a_permission_declared_twice_is_an_activation_error_naming_both_plugins() {
     let plugins = PluginDir::systems_and(&[fixture_library("impostor")]);

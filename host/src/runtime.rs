@@ -16,6 +16,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
@@ -306,9 +308,10 @@ impl HostBuilder {
                 data_dir,
                 discovery,
                 state: Mutex::new(State::default()),
-                active: RwLock::new(HashMap::new()),
+                active: RwLock::new(HashMap::default()),
                 subjects: SubjectCache::default(),
                 permissions: RwLock::new(Arc::default()),
+                permission_generation: AtomicU64::new(0),
                 sync_writes: !self.relaxed_durability,
                 call_budget: self
                     .call_budget
@@ -336,11 +339,17 @@ fn merge_discovery(into: &mut Discovery, extra: Discovery) {
     }
 }
 
+/// Maps keyed by plugin ids and operation names, which come from loaded
+/// manifests (a caller's string is only ever looked up, never inserted).
+type FastMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// A running plugin.
 pub(crate) struct ActivePlugin {
+    /// Its id (shared with the call frames that name it).
+    id: Arc<str>,
     pub(crate) manifest: Arc<Manifest>,
     object: PluginBox,
-    operations: HashMap<String, OperationDecl>,
+    operations: FastMap<OperationDecl>,
 }
 
 #[derive(Default)]
@@ -369,11 +378,15 @@ pub(crate) struct HostInner {
     /// Lifecycle bookkeeping; held for the whole of an activation.
     state: Mutex<State>,
     /// Active plugins by id; read on every call.
-    active: RwLock<HashMap<String, Arc<ActivePlugin>>>,
+    active: RwLock<FastMap<Arc<ActivePlugin>>>,
     /// Resolved subjects, invalidated by the provider's events.
     subjects: SubjectCache,
     /// The permission registry, rebuilt when the active set changes.
     permissions: RwLock<Arc<PermissionSnapshot>>,
+    /// The generation of `permissions`, stored after each new snapshot is
+    /// in place: read (without the lock) by every call, whose context
+    /// carries it to the plugin (`CallContext::permission_generation`).
+    permission_generation: AtomicU64,
     /// Flush the store after every outermost call.
     sync_writes: bool,
     /// A call taking longer is reported.
@@ -384,7 +397,7 @@ pub(crate) struct HostInner {
 
 /// One frame of the per-thread call stack.
 struct Frame {
-    plugin: String,
+    plugin: Arc<str>,
     ctx: CallContext,
 }
 
@@ -432,7 +445,7 @@ pub(crate) fn current_frame() -> Option<(String, CallContext)> {
     FRAMES.with(|f| {
         f.borrow()
             .last()
-            .map(|frame| (frame.plugin.clone(), frame.ctx.clone()))
+            .map(|frame| (frame.plugin.to_string(), frame.ctx.clone()))
     })
 }
 
@@ -447,7 +460,7 @@ impl Drop for FrameGuard {
     }
 }
 
-fn enter(plugin: &str, ctx: &CallContext) -> Result<(FrameGuard, bool), PluginError> {
+fn enter(plugin: Arc<str>, ctx: &CallContext) -> Result<(FrameGuard, bool), PluginError> {
     FRAMES.with(|f| {
         let mut frames = f.borrow_mut();
         if frames.len() >= MAX_CALL_DEPTH {
@@ -457,7 +470,7 @@ fn enter(plugin: &str, ctx: &CallContext) -> Result<(FrameGuard, bool), PluginEr
         }
         let outermost = frames.is_empty();
         frames.push(Frame {
-            plugin: plugin.to_string(),
+            plugin,
             ctx: ctx.clone(),
         });
         Ok((FrameGuard, outermost))
@@ -513,6 +526,10 @@ impl HostInner {
         list.sort_by(|a, b| a.id.cmp(&b.id));
         let generation = slot.generation + 1;
         *slot = Arc::new(PermissionSnapshot { generation, list });
+        // After the snapshot: a call that reads this generation finds a
+        // registry at least this new behind `permission_registry`.
+        self.permission_generation
+            .store(generation, Ordering::Release);
     }
 
     fn active_plugin(&self, id: &str) -> Result<Arc<ActivePlugin>, PluginError> {
@@ -577,9 +594,9 @@ impl HostInner {
                 self.max_response_bytes
             )));
         }
-        let ctx_json = context_json(ctx)?;
-        let started = std::time::Instant::now();
-        let (guard, outermost) = enter(target, ctx)?;
+        let ctx_json = context_json(ctx, self.permission_generation.load(Ordering::Acquire))?;
+        let started = budget_clock();
+        let (guard, outermost) = enter(plugin.id.clone(), ctx)?;
         let result = plugin
             .object
             .call(operation.into(), payload.into(), ctx_json.as_ref().into())
@@ -604,7 +621,7 @@ impl HostInner {
                 }
             });
         drop(guard);
-        let elapsed = started.elapsed();
+        let elapsed = budget_clock().saturating_sub(started);
         if elapsed > self.call_budget {
             tracing::warn!(
                 plugin = target,
@@ -757,7 +774,7 @@ impl HostInner {
             let _cause = set_cause(&event);
             for (id, plugin) in subscribers {
                 let ctx = CallContext::system();
-                let Ok((guard, _)) = enter(&id, &ctx) else {
+                let Ok((guard, _)) = enter(plugin.id.clone(), &ctx) else {
                     continue;
                 };
                 let result = plugin.object.on_event(json.as_str().into()).into_result();
@@ -771,18 +788,108 @@ impl HostInner {
     }
 }
 
-/// The JSON of `ctx` as plugins receive it. The bare system context (every
-/// call the host makes itself) is encoded once per process.
-fn context_json(ctx: &CallContext) -> Result<std::borrow::Cow<'static, str>, PluginError> {
-    static SYSTEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    if *ctx == CallContext::system() {
-        if let Some(json) = SYSTEM.get() {
-            return Ok(std::borrow::Cow::Borrowed(json.as_str()));
-        }
-        let json = serde_json::to_string(ctx)?;
-        return Ok(std::borrow::Cow::Borrowed(SYSTEM.get_or_init(|| json)));
+/// The monotonic clock the per-call budget is measured with: on Linux the
+/// coarse clock (a memory read instead of a TSC read; resolution one
+/// scheduler tick, at most 4 ms, against budgets of at least 10 ms that
+/// only decide whether a call is logged as slow).
+fn budget_clock() -> std::time::Duration {
+    #[cfg(target_os = "linux")]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        std::time::Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
     }
-    Ok(std::borrow::Cow::Owned(serde_json::to_string(ctx)?))
+    #[cfg(not(target_os = "linux"))]
+    {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        EPOCH.get_or_init(std::time::Instant::now).elapsed()
+    }
+}
+
+thread_local! {
+    /// The JSON of the bare system context for one registry generation
+    /// (the JSON depends on nothing else), reused by every call the host
+    /// makes itself while the generation stays.
+    static SYSTEM_CONTEXT: RefCell<Option<(u64, Rc<str>)>> = const { RefCell::new(None) };
+}
+
+/// The JSON of a call context as a plugin receives it.
+enum ContextJson {
+    /// The cached bare system context.
+    System(Rc<str>),
+    /// Encoded for this call.
+    Encoded(String),
+}
+
+impl AsRef<str> for ContextJson {
+    fn as_ref(&self) -> &str {
+        match self {
+            ContextJson::System(json) => json,
+            ContextJson::Encoded(json) => json,
+        }
+    }
+}
+
+/// The JSON of `ctx` as plugins receive it: `ctx` with the host's registry
+/// `generation` as `permission_generation` (whatever the caller put there
+/// is replaced). The bare system context (every call the host makes
+/// itself) is encoded once per generation and thread.
+fn context_json(ctx: &CallContext, generation: u64) -> Result<ContextJson, PluginError> {
+    // Every field by name: a field added to `CallContext` must be added
+    // here too (this does not compile otherwise).
+    let CallContext {
+        subject,
+        via,
+        request_id,
+        client_addr,
+        restricted_to,
+        permission_generation: _,
+    } = ctx;
+    /// `CallContext` with borrowed parts (no clone per call).
+    #[derive(Serialize)]
+    struct Wire<'a> {
+        subject: &'a Subject,
+        via: &'a Option<String>,
+        request_id: &'a Option<String>,
+        client_addr: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        restricted_to: &'a Option<std::collections::BTreeSet<String>>,
+        permission_generation: u64,
+    }
+    let wire = Wire {
+        subject,
+        via,
+        request_id,
+        client_addr,
+        restricted_to,
+        permission_generation: generation,
+    };
+    let bare_system = matches!(subject, Subject::System)
+        && via.is_none()
+        && request_id.is_none()
+        && client_addr.is_none()
+        && restricted_to.is_none();
+    if !bare_system {
+        return Ok(ContextJson::Encoded(serde_json::to_string(&wire)?));
+    }
+    let cached = SYSTEM_CONTEXT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, json)| json.clone())
+    });
+    if let Some(json) = cached {
+        return Ok(ContextJson::System(json));
+    }
+    let json: Rc<str> = Rc::from(serde_json::to_string(&wire)?);
+    SYSTEM_CONTEXT.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            *c = Some((generation, json.clone()));
+        }
+    });
+    Ok(ContextJson::System(json))
 }
 
 /// Checks a caller against an operation's access rule.
@@ -1083,7 +1190,7 @@ impl Host {
         };
         let host_box = HostObj_TO::from_value(services, TD_Opaque);
         let ctx = CallContext::system();
-        let (guard, _) = enter(id, &ctx)?;
+        let (guard, _) = enter(Arc::from(id), &ctx)?;
         let instantiate = plugin.module.instantiate();
         let object = instantiate(host_box)
             .into_result()
@@ -1098,6 +1205,7 @@ impl Host {
             .map(|op| (op.name.clone(), op.clone()))
             .collect();
         Ok(Arc::new(ActivePlugin {
+            id: Arc::from(id),
             manifest: Arc::new(manifest),
             object,
             operations,
@@ -1397,7 +1505,7 @@ impl Host {
             self.inner.refresh_permissions();
             if let Some(plugin) = plugin {
                 let ctx = CallContext::system();
-                let guard = enter(id, &ctx);
+                let guard = enter(plugin.id.clone(), &ctx);
                 let result = plugin.object.shutdown().into_result();
                 drop(guard);
                 if let Err(e) = result {
@@ -1502,20 +1610,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn context_json_is_the_serde_encoding_with_the_system_context_cached() {
+    fn context_json_is_the_context_with_the_hosts_generation_and_the_system_one_is_cached() {
+        let encoded = |ctx: &CallContext, generation: u64| {
+            serde_json::to_string(&CallContext {
+                permission_generation: Some(generation),
+                ..ctx.clone()
+            })
+            .unwrap()
+        };
         let system = CallContext::system();
-        let first = context_json(&system).unwrap();
-        assert_eq!(first, serde_json::to_string(&system).unwrap());
-        assert!(matches!(first, std::borrow::Cow::Borrowed(_)));
-        assert_eq!(context_json(&system).unwrap(), first);
-        // Anything that differs from the bare system context is encoded as is.
+        let first = context_json(&system, 7).unwrap();
+        assert_eq!(first.as_ref(), encoded(&system, 7));
+        let ContextJson::System(first_rc) = &first else {
+            panic!("the bare system context is cached");
+        };
+        let ContextJson::System(again) = context_json(&system, 7).unwrap() else {
+            panic!("the bare system context is cached");
+        };
+        assert!(Rc::ptr_eq(first_rc, &again), "reused within a generation");
+        // A new generation: new JSON; a caller's own generation is replaced.
+        let claimed = CallContext {
+            permission_generation: Some(99),
+            ..CallContext::system()
+        };
+        let next = context_json(&claimed, 8).unwrap();
+        assert_eq!(next.as_ref(), encoded(&system, 8));
+        // Anything that differs from the bare system context is encoded as
+        // is, every field included.
+        let user = CallContext {
+            subject: Subject::User(syshost_plugin_api::UserSubject {
+                id: "u1".into(),
+                permissions: ["a.b".to_string()].into(),
+                ..Default::default()
+            }),
+            via: Some("role".into()),
+            request_id: Some("r1".into()),
+            client_addr: Some("10.0.0.1".into()),
+            restricted_to: Some(["user.change_password".to_string()].into()),
+            permission_generation: Some(1),
+        };
         let traced = CallContext {
             request_id: Some("r1".into()),
             ..CallContext::system()
         };
-        let json = context_json(&traced).unwrap();
-        assert_eq!(json, serde_json::to_string(&traced).unwrap());
-        let back: CallContext = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, traced);
+        for ctx in [user, traced] {
+            let json = context_json(&ctx, 8).unwrap();
+            assert!(matches!(json, ContextJson::Encoded(_)));
+            assert_eq!(json.as_ref(), encoded(&ctx, 8));
+            let back: CallContext = serde_json::from_str(json.as_ref()).unwrap();
+            assert_eq!(
+                back,
+                CallContext {
+                    permission_generation: Some(8),
+                    ..ctx
+                }
+            );
+        }
     }
 }

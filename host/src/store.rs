@@ -192,9 +192,23 @@ struct WriteLog {
 impl WriteLog {
     /// Runs a write with the gate open and counts it.
     fn write<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.write_if(f, |_| true)
+    }
+
+    /// Runs a write with the gate open and counts it unless `wrote` says
+    /// its outcome changed nothing (a failed precondition), so that
+    /// [`SledStore::sync`] has nothing to flush for it. An error counts: it
+    /// may have written part of what it meant to.
+    fn write_if<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError>,
+        wrote: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
         let _open = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let result = f();
-        self.written.fetch_add(1, Ordering::SeqCst);
+        if result.as_ref().map_or(true, wrote) {
+            self.written.fetch_add(1, Ordering::SeqCst);
+        }
         result
     }
 
@@ -642,29 +656,33 @@ impl Namespace for SledNamespace {
 
     fn batch(&self, ops: &[BatchOp]) -> Result<Option<usize>, StoreError> {
         refuse_inline("a store write")?;
-        self.log.write(|| {
-            let _held = hold(&self.lock);
-            // Every expectation is checked against the state before the
-            // batch, as a whole, before anything is written.
-            for (index, op) in ops.iter().enumerate() {
-                if let BatchOp::Expect(key, expected) = op {
-                    let current = self.tree.get(key.as_slice())?;
-                    if current.as_deref() != expected.as_deref() {
-                        return Ok(Some(index));
+        // A failed precondition writes nothing.
+        self.log.write_if(
+            || {
+                let _held = hold(&self.lock);
+                // Every expectation is checked against the state before the
+                // batch, as a whole, before anything is written.
+                for (index, op) in ops.iter().enumerate() {
+                    if let BatchOp::Expect(key, expected) = op {
+                        let current = self.tree.get(key.as_slice())?;
+                        if current.as_deref() != expected.as_deref() {
+                            return Ok(Some(index));
+                        }
                     }
                 }
-            }
-            let mut batch = sled::Batch::default();
-            for op in ops {
-                match op {
-                    BatchOp::Put(key, value) => batch.insert(key.as_slice(), value.as_slice()),
-                    BatchOp::Delete(key) => batch.remove(key.as_slice()),
-                    BatchOp::Expect(..) => {}
+                let mut batch = sled::Batch::default();
+                for op in ops {
+                    match op {
+                        BatchOp::Put(key, value) => batch.insert(key.as_slice(), value.as_slice()),
+                        BatchOp::Delete(key) => batch.remove(key.as_slice()),
+                        BatchOp::Expect(..) => {}
+                    }
                 }
-            }
-            self.tree.apply_batch(batch)?;
-            Ok(None)
-        })
+                self.tree.apply_batch(batch)?;
+                Ok(None)
+            },
+            Option::is_none,
+        )
     }
 
     fn compare_and_swap(
@@ -674,13 +692,17 @@ impl Namespace for SledNamespace {
         new: Option<&[u8]>,
     ) -> Result<Result<(), Option<Vec<u8>>>, StoreError> {
         refuse_inline("a store write")?;
-        self.log.write(|| {
-            let _held = hold(&self.lock);
-            match self.tree.compare_and_swap(key, expected, new)? {
-                Ok(()) => Ok(Ok(())),
-                Err(e) => Ok(Err(e.current.map(|v| v.to_vec()))),
-            }
-        })
+        // A failed swap writes nothing.
+        self.log.write_if(
+            || {
+                let _held = hold(&self.lock);
+                match self.tree.compare_and_swap(key, expected, new)? {
+                    Ok(()) => Ok(Ok(())),
+                    Err(e) => Ok(Err(e.current.map(|v| v.to_vec()))),
+                }
+            },
+            Result::is_ok,
+        )
     }
 }
 
@@ -828,6 +850,44 @@ mod tests {
             ["a2", "a3", "b1"]
         );
         assert!(ns.scan(b"b", Some(b"a"), false, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_or_swap_whose_precondition_fails_counts_no_write_and_needs_no_flush() {
+        let store = SledStore::temporary().unwrap();
+        let a = store.plugin_namespace("a").unwrap();
+        a.put(b"k", b"1").unwrap();
+        store.sync().unwrap();
+        let written = store.log.written.load(Ordering::SeqCst);
+        let flushed = store.log.flushed.load(Ordering::SeqCst);
+        let failed = a
+            .batch(&[
+                BatchOp::Expect(b"k".to_vec(), Some(b"2".to_vec())),
+                BatchOp::Put(b"x".to_vec(), b"1".to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(failed, Some(0));
+        let swapped = a.compare_and_swap(b"k", Some(b"2"), Some(b"3")).unwrap();
+        assert_eq!(swapped, Err(Some(b"1".to_vec())));
+        assert_eq!(store.log.written.load(Ordering::SeqCst), written);
+        store.sync().unwrap();
+        assert_eq!(
+            store.log.flushed.load(Ordering::SeqCst),
+            flushed,
+            "nothing was written, so nothing is flushed"
+        );
+        // A batch that commits counts, and the next sync flushes it.
+        let committed = a
+            .batch(&[
+                BatchOp::Expect(b"k".to_vec(), Some(b"1".to_vec())),
+                BatchOp::Put(b"x".to_vec(), b"1".to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(committed, None);
+        assert_eq!(store.log.written.load(Ordering::SeqCst), written + 1);
+        store.sync().unwrap();
+        assert!(store.log.flushed.load(Ordering::SeqCst) > flushed);
+        assert_eq!(a.get(b"x").unwrap(), Some(b"1".to_vec()));
     }
 
     #[test]

@@ -130,6 +130,13 @@ pub struct CallContext {
     /// required. The host enforces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restricted_to: Option<BTreeSet<String>>,
+    /// The host's permission registry generation when it dispatched this
+    /// call, set by the host (whatever a caller put here is replaced). A
+    /// plugin whose cached registry is at least this new needs no
+    /// `permission_registry` round trip ([`Host::permissions`](crate::Host::permissions));
+    /// absent (older hosts) means "unknown": the plugin asks the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_generation: Option<u64>,
 }
 
 impl CallContext {

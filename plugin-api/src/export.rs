@@ -17,6 +17,7 @@ use abi_stable::{
 };
 
 use crate::abi::{AbiError, HostBox, PluginBox, PluginMod, PluginModRef, PluginObj, PluginObj_TO};
+use crate::host::ServingCall;
 use crate::{codes, CallContext, Event, Host, Operations, Plugin, PluginError};
 
 /// Runs `f`, converting both errors and panics into an [`AbiError`].
@@ -172,9 +173,18 @@ pub fn manifest_json<P: Plugin>() -> RResult<RString, AbiError> {
 pub fn instantiate<P: Plugin>(host: HostBox) -> RResult<PluginBox, AbiError> {
     guard("activate", || {
         let operations = P::operations();
-        let plugin = P::activate(Host::from_abi(host))?;
+        let host = Host::from_abi(host);
+        let host_id = host.id();
+        let plugin = {
+            let _serving = ServingCall::enter(host_id, None);
+            P::activate(host)?
+        };
         Ok(PluginObj_TO::from_value(
-            Adapter { plugin, operations },
+            Adapter {
+                plugin,
+                operations,
+                host_id,
+            },
             TD_Opaque,
         ))
     })
@@ -196,6 +206,8 @@ pub fn root_module(
 struct Adapter<P: Plugin> {
     plugin: P,
     operations: Operations<P>,
+    /// The id of the plugin's [`Host`], to mark the calls it serves.
+    host_id: u64,
 }
 
 impl<P: Plugin> PluginObj for Adapter<P> {
@@ -208,6 +220,9 @@ impl<P: Plugin> PluginObj for Adapter<P> {
         let op = operation.as_str();
         guard(OperationName(op), || {
             let ctx = decode_context(context.as_str())?;
+            // The registry generation the host sent: `Host::permissions`
+            // needs no round trip while its copy is at least this new.
+            let _serving = ServingCall::enter(self.host_id, ctx.permission_generation);
             self.operations
                 .dispatch(&self.plugin, op, payload.as_str(), &ctx)
                 .map(RString::from)
@@ -216,6 +231,7 @@ impl<P: Plugin> PluginObj for Adapter<P> {
 
     fn on_event(&self, event: RStr<'_>) -> RResult<(), AbiError> {
         guard("on_event", || {
+            let _serving = ServingCall::enter(self.host_id, None);
             let event: Event = serde_json::from_str(event.as_str()).map_err(|e| {
                 PluginError::internal(format!("host sent an unreadable event: {e}"))
             })?;
@@ -224,7 +240,10 @@ impl<P: Plugin> PluginObj for Adapter<P> {
     }
 
     fn shutdown(&self) -> RResult<(), AbiError> {
-        guard("shutdown", || self.plugin.shutdown())
+        guard("shutdown", || {
+            let _serving = ServingCall::enter(self.host_id, None);
+            self.plugin.shutdown()
+        })
     }
 }
 
@@ -275,6 +294,7 @@ mod tests {
             request_id: Some("r1".into()),
             client_addr: Some("10.0.0.1".into()),
             restricted_to: Some(["user.change_password".to_string()].into()),
+            permission_generation: Some(3),
             ..Default::default()
         };
         let user_json = serde_json::to_string(&user).unwrap();
@@ -296,6 +316,11 @@ mod tests {
         let system = decode_context(&serde_json::to_string(&CallContext::system()).unwrap());
         assert_eq!(*system.unwrap(), CallContext::system());
         assert_eq!(*decode_context(&user_json).unwrap(), user);
+
+        // A host that predates `permission_generation` sends none: unknown.
+        let old = decode_context(r#"{"subject":{"kind":"system"},"via":null}"#).unwrap();
+        assert_eq!(*old, CallContext::system());
+        assert_eq!(old.permission_generation, None);
 
         let err = decode_context("{not json").unwrap_err();
         assert_eq!(err.code, codes::INTERNAL);

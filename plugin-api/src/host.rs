@@ -3,7 +3,9 @@
 //! [`Host`] and [`Store`] wrap the FFI object so plugin authors write
 //! ordinary Rust: byte slices or serde values in, `Result`s out.
 
+use std::cell::Cell;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use abi_stable::std_types::{RNone, ROption, RSlice, RSome, RVec};
@@ -18,6 +20,9 @@ use crate::{
 #[derive(Clone)]
 pub struct Host {
     inner: Arc<HostBox>,
+    /// Tells this host's services apart from another host's in the same
+    /// process (see [`ServingCall`]); shared by every clone.
+    id: u64,
     /// The last permission registry fetched (see [`Host::permissions`]),
     /// shared by every clone.
     registry: Arc<Mutex<Option<Arc<PermissionRegistry>>>>,
@@ -65,25 +70,75 @@ pub enum Level {
     Trace = 5,
 }
 
+/// Source of [`Host`] ids.
+static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The call this thread is serving in this library: its host's id and
+    /// the registry generation the host sent with it (see [`ServingCall`]).
+    static SERVING: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+/// Marks the thread as serving a call of host `host_id` whose context
+/// carried registry generation `generation` (`None`: unknown, or no call),
+/// until dropped; then the enclosing call's mark is back. The adapter
+/// (`export_plugin!`) sets it around every entry point, so
+/// [`Host::permissions`] knows how new its registry must be without asking.
+pub(crate) struct ServingCall(Option<(u64, u64)>);
+
+impl ServingCall {
+    /// Enters a call (or an event delivery, with `None`).
+    pub(crate) fn enter(host_id: u64, generation: Option<u64>) -> ServingCall {
+        ServingCall(SERVING.with(|s| s.replace(generation.map(|g| (host_id, g)))))
+    }
+}
+
+impl Drop for ServingCall {
+    fn drop(&mut self) {
+        SERVING.with(|s| s.set(self.0));
+    }
+}
+
 impl Host {
     /// Wraps the FFI host object (done for you by `export_plugin!`).
     pub fn from_abi(inner: HostBox) -> Self {
         Host {
             inner: Arc::new(inner),
+            id: NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed),
             registry: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// Every permission the active systems declare (host service
-    /// `permission_registry`). The decoded registry is kept and reused while
-    /// the host reports the same generation, so a call costs one small
-    /// service round trip; it is never staler than the host's registry.
+    /// This host object's id (the adapter marks calls with it).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Every permission the active systems declare, never staler than the
+    /// host's registry when it dispatched the call being served.
+    ///
+    /// The decoded registry is kept per generation. Inside a call whose
+    /// context carries the host's generation
+    /// ([`CallContext::permission_generation`](crate::CallContext::permission_generation)),
+    /// a kept registry at least that new is returned without asking the
+    /// host. Otherwise (no generation: an older host, an event handler,
+    /// another thread; or a newer generation) it asks the host service
+    /// `permission_registry`, which answers just the generation while the
+    /// kept copy is current and the whole list when it is not.
     pub fn permissions(&self) -> Result<Arc<PermissionRegistry>, PluginError> {
         let held = self
             .registry
             .lock()
             .map_err(|_| PluginError::internal("permission registry cache poisoned"))?
             .clone();
+        if let Some(held) = &held {
+            let needed = SERVING
+                .with(Cell::get)
+                .and_then(|(host, generation)| (host == self.id).then_some(generation));
+            if needed.is_some_and(|g| held.generation >= g) {
+                return Ok(held.clone());
+            }
+        }
         let answer: PermissionRegistryAnswer = self.service(
             "permission_registry",
             &PermissionRegistryRequest {
@@ -489,7 +544,144 @@ impl Batch {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::*;
+    use crate::abi::{AbiError, CasOutcome, HostObj, HostObj_TO, KvPair};
+    use abi_stable::sabi_trait::TD_Opaque;
+    use abi_stable::std_types::{RResult, RStr, RString};
+    use std::sync::atomic::AtomicU64;
+
+    /// The host side of `permission_registry` only (the SDK's decisions are
+    /// what is tested here; the real host is tested in `tests/`): a
+    /// registry of one permission per generation, counting the round trips.
+    struct Registry {
+        generation: Arc<AtomicU64>,
+        asked: Arc<AtomicU64>,
+    }
+
+    fn unused<T>() -> RResult<T, AbiError> {
+        RResult::RErr(PluginError::internal("not used by this test").into())
+    }
+
+    impl HostObj for Registry {
+        fn kv_get(&self, _: RSlice<'_, u8>) -> RResult<ROption<RVec<u8>>, AbiError> {
+            unused()
+        }
+        fn kv_put(&self, _: RSlice<'_, u8>, _: RSlice<'_, u8>) -> RResult<(), AbiError> {
+            unused()
+        }
+        fn kv_delete(&self, _: RSlice<'_, u8>) -> RResult<bool, AbiError> {
+            unused()
+        }
+        fn kv_scan(&self, _: ScanRequest) -> RResult<RVec<KvPair>, AbiError> {
+            unused()
+        }
+        fn kv_batch(&self, _: RVec<KvOp>) -> RResult<ROption<u32>, AbiError> {
+            unused()
+        }
+        fn kv_cas(
+            &self,
+            _: RSlice<'_, u8>,
+            _: ROption<RVec<u8>>,
+            _: ROption<RVec<u8>>,
+        ) -> RResult<CasOutcome, AbiError> {
+            unused()
+        }
+        fn call(
+            &self,
+            _: RStr<'_>,
+            _: RStr<'_>,
+            _: RStr<'_>,
+            _: CallMode,
+        ) -> RResult<RString, AbiError> {
+            unused()
+        }
+        fn publish(&self, _: RStr<'_>, _: RStr<'_>) -> RResult<(), AbiError> {
+            unused()
+        }
+        fn send_mail(&self, _: RStr<'_>) -> RResult<(), AbiError> {
+            unused()
+        }
+        fn now_unix_ms(&self) -> i64 {
+            0
+        }
+        fn log(&self, _: u8, _: RStr<'_>) {}
+        fn service(&self, name: RStr<'_>, request: RStr<'_>) -> RResult<RString, AbiError> {
+            assert_eq!(name.as_str(), "permission_registry");
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let request: PermissionRegistryRequest =
+                serde_json::from_str(request.as_str()).unwrap();
+            let generation = self.generation.load(Ordering::SeqCst);
+            let permissions = (request.known_generation != Some(generation)).then(|| {
+                vec![RegisteredPermission {
+                    id: format!("p.g{generation}"),
+                    name: "n".into(),
+                    description: "d".into(),
+                    plugin: "p".into(),
+                }]
+            });
+            RResult::ROk(
+                serde_json::to_string(&PermissionRegistryAnswer {
+                    generation,
+                    permissions,
+                })
+                .unwrap()
+                .into(),
+            )
+        }
+    }
+
+    #[test]
+    fn the_registry_is_reused_only_while_it_is_as_new_as_the_call() {
+        let generation = Arc::new(AtomicU64::new(1));
+        let asked = Arc::new(AtomicU64::new(0));
+        let host = Host::from_abi(HostObj_TO::from_value(
+            Registry {
+                generation: generation.clone(),
+                asked: asked.clone(),
+            },
+            TD_Opaque,
+        ));
+        let asked_now = || asked.load(Ordering::SeqCst);
+        // Outside a call (or from an older host: no generation) it asks.
+        assert!(host.permissions().unwrap().contains("p.g1"));
+        assert!(host.permissions().unwrap().contains("p.g1"));
+        assert_eq!(asked_now(), 2);
+        {
+            let _call = ServingCall::enter(host.id(), None);
+            host.permissions().unwrap();
+            assert_eq!(asked_now(), 3, "a call without a generation asks");
+        }
+        {
+            // A call at the kept generation: no round trip.
+            let _call = ServingCall::enter(host.id(), Some(1));
+            assert!(host.permissions().unwrap().contains("p.g1"));
+            assert_eq!(asked_now(), 3);
+            // Another host's call in the same library does not count.
+            let _other = ServingCall::enter(host.id() + 1_000, Some(1));
+            host.permissions().unwrap();
+            assert_eq!(asked_now(), 4);
+        }
+        generation.store(2, Ordering::SeqCst);
+        {
+            // A call dispatched after a (de)activation: fetched afresh.
+            let _call = ServingCall::enter(host.id(), Some(2));
+            let registry = host.permissions().unwrap();
+            assert!(registry.contains("p.g2") && !registry.contains("p.g1"));
+            assert_eq!(registry.generation(), 2);
+            assert_eq!(asked_now(), 5);
+            host.permissions().unwrap();
+            assert_eq!(asked_now(), 5);
+            {
+                // A nested call of an older generation may use the newer copy.
+                let _nested = ServingCall::enter(host.id(), Some(1));
+                assert!(host.permissions().unwrap().contains("p.g2"));
+                assert_eq!(asked_now(), 5);
+            }
+        }
+        // The mark ends with the call.
+        host.permissions().unwrap();
+        assert_eq!(asked_now(), 6);
+    }
 
     #[test]
     fn prefix_end_increments_last_byte() {
