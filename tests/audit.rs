@@ -4,14 +4,12 @@
 //! the right actor, target and outcome and without secrets; `audit.list`
 //! filters, pages and is guarded by `audit.read`; retention prunes.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use syshost::Host;
 use syshost_plugin_api::{codes, CallContext, PluginError};
-use syshost_test_support::{fixture_library, PluginDir};
+use syshost_test_support::{fixture_library, PluginDir, TestClock};
 
 const PASSWORD: &str = "Audit-Trail-Passphrase-1";
 const NEW_PASSWORD: &str = "Fresh-Audit-Passphrase-2";
@@ -21,21 +19,15 @@ const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 struct Env {
     host: Host,
-    clock: Arc<AtomicI64>,
+    clock: TestClock,
     _plugins: PluginDir,
 }
 
-fn boot(plugins: &PluginDir, data: &std::path::Path, clock: Arc<AtomicI64>) -> Host {
+fn boot(plugins: &PluginDir, data: &std::path::Path, clock: TestClock) -> Host {
     let host = Host::builder()
         .data_dir(data)
         .plugin_dir(plugins.path())
-        .clock(move || {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as i64;
-            now + clock.load(Ordering::SeqCst)
-        })
+        .clock(clock.source())
         .build()
         .unwrap();
     // `user` alone: `audit` comes along because `user` wants it.
@@ -47,7 +39,7 @@ fn boot(plugins: &PluginDir, data: &std::path::Path, clock: Arc<AtomicI64>) -> H
 
 impl Env {
     fn start(plugins: PluginDir, data: &std::path::Path) -> Env {
-        let clock = Arc::new(AtomicI64::new(0));
+        let clock = TestClock::new();
         Env {
             host: boot(&plugins, data, clock.clone()),
             clock,
@@ -56,8 +48,7 @@ impl Env {
     }
 
     fn advance(&self, by: Duration) {
-        self.clock
-            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.clock.advance(by);
     }
 
     fn ok(&self, system: &str, op: &str, req: Value) -> Value {
@@ -501,7 +492,7 @@ fn list_filters_pages_newest_first_and_validates_its_input() {
 fn entries_survive_a_restart_and_retention_prunes_old_ones() {
     let plugins = PluginDir::systems_and(&[]);
     let data = tempfile::tempdir().unwrap();
-    let clock = Arc::new(AtomicI64::new(0));
+    let clock = TestClock::new();
     let before: Vec<Value>;
     {
         let host = boot(&plugins, data.path(), clock.clone());

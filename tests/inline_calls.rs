@@ -9,14 +9,12 @@
 //! inline are never called inline.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use syshost::Host;
 use syshost_plugin_api::{codes, CallContext, PluginError, ResolvedToken, Subject};
-use syshost_test_support::{fixture_library, PluginDir};
+use syshost_test_support::{fixture_library, PluginDir, TestClock};
 
 const PASSWORD: &str = "Tr0ub4dor&3-horse";
 const NEW_PASSWORD: &str = "Another-Secret-99x";
@@ -24,7 +22,7 @@ const CLIENT: &str = "192.0.2.7";
 
 struct Env {
     host: Host,
-    clock: Arc<AtomicI64>,
+    clock: TestClock,
     _data: tempfile::TempDir,
     _plugins: PluginDir,
 }
@@ -40,18 +38,11 @@ impl Env {
     fn start() -> Env {
         let plugins = PluginDir::systems_and(&[fixture_library("inliner")]);
         let data = tempfile::tempdir().unwrap();
-        let clock = Arc::new(AtomicI64::new(0));
-        let offset = clock.clone();
+        let clock = TestClock::new();
         let host = Host::builder()
             .data_dir(data.path())
             .plugin_dir(plugins.path())
-            .clock(move || {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64;
-                now + offset.load(Ordering::SeqCst)
-            })
+            .clock(clock.source())
             .build()
             .unwrap();
         let report = host.activate_all(&["user".into(), "session".into(), "inliner".into()]);
@@ -65,8 +56,7 @@ impl Env {
     }
 
     fn advance(&self, by: Duration) {
-        self.clock
-            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.clock.advance(by);
     }
 
     fn ok(&self, system: &str, op: &str, req: Value) -> Value {

@@ -4,21 +4,19 @@
 //! as the HTTP layer builds them.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use syshost::Host;
 use syshost_plugin_api::{codes, CallContext, PluginError, Subject, UserSubject};
-use syshost_test_support::{library, PluginDir};
+use syshost_test_support::{library, PluginDir, TestClock};
 
 const PASSWORD: &str = "Tr0ub4dor&3-horse";
 const NEW_PASSWORD: &str = "Another-Secret-99x";
 
 struct Env {
     host: Host,
-    clock: Arc<AtomicI64>,
+    clock: TestClock,
     _data: tempfile::TempDir,
     _plugins: PluginDir,
 }
@@ -27,18 +25,11 @@ impl Env {
     fn start() -> Env {
         let plugins = PluginDir::systems_and(&[library("syshost-example-event-log")]);
         let data = tempfile::tempdir().unwrap();
-        let clock = Arc::new(AtomicI64::new(0));
-        let offset = clock.clone();
+        let clock = TestClock::new();
         let host = Host::builder()
             .data_dir(data.path())
             .plugin_dir(plugins.path())
-            .clock(move || {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64;
-                now + offset.load(Ordering::SeqCst)
-            })
+            .clock(clock.source())
             .build()
             .unwrap();
         let report = host.activate_all(&["user".into(), "session".into(), "eventlog".into()]);
@@ -52,8 +43,7 @@ impl Env {
     }
 
     fn advance(&self, by: Duration) {
-        self.clock
-            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.clock.advance(by);
     }
 
     /// `system.op` as the host.

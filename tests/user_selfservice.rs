@@ -1,7 +1,6 @@
 //! User Management self-service end to end: the real host, the real
 //! plugins, and a real SMTP server whose mails the tests read and follow.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use serde_json::{json, Value};
 use syshost::mail::{MailSettings, MailTransportConfig};
 use syshost::{BootstrapAdmin, CallContext, Host, SiteInfo};
 use syshost_plugin_api::codes;
-use syshost_test_support::{code_in, subject_of, PluginDir, SmtpSink};
+use syshost_test_support::{code_in, subject_of, PluginDir, SmtpSink, TestClock};
 
 const PASSWORD: &str = "correct horse battery staple";
 const WAIT: Duration = Duration::from_secs(20);
@@ -17,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Env {
     host: Host,
     sink: SmtpSink,
-    clock: Arc<AtomicI64>,
+    clock: TestClock,
     _data: tempfile::TempDir,
     _plugins: PluginDir,
 }
@@ -31,8 +30,7 @@ impl Env {
         let sink = SmtpSink::start();
         let plugins = PluginDir::systems_and(&[]);
         let data = tempfile::tempdir().unwrap();
-        let clock = Arc::new(AtomicI64::new(0));
-        let offset = clock.clone();
+        let clock = TestClock::new();
         let mut mail = MailSettings::outbox(data.path().join("outbox"));
         mail.transport = MailTransportConfig::Smtp(sink.url());
         mail.from = "Acme Accounts <accounts@acme.test>".into();
@@ -45,13 +43,7 @@ impl Env {
                 product_name: "Acme".into(),
                 public_url: "https://id.acme.test".into(),
             })
-            .clock(move || {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64;
-                now + offset.load(Ordering::SeqCst)
-            });
+            .clock(clock.source());
         if let Some(b) = bootstrap {
             builder = builder.bootstrap_admin(b);
         }
@@ -105,8 +97,7 @@ impl Env {
     }
 
     fn advance(&self, by: Duration) {
-        self.clock
-            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.clock.advance(by);
     }
 }
 

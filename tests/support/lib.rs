@@ -6,6 +6,9 @@
 //! executables; `cargo build` puts them in `target/<profile>`. We look in both.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub mod browser;
 pub mod server;
@@ -339,4 +342,34 @@ fn maildir_order(path: &Path) -> (u64, u64, String) {
         .and_then(|d| d.parse().ok())
         .unwrap_or(0);
     (secs, micros, name)
+}
+
+/// A clock for `HostBuilder::clock`: the wall clock plus an offset that a
+/// test moves forward with [`TestClock::advance`] (expiry, lifetimes,
+/// retention). Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    /// A clock at the wall clock's time.
+    pub fn new() -> TestClock {
+        TestClock::default()
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    /// The time source to hand to `HostBuilder::clock` (ms since the epoch).
+    pub fn source(&self) -> impl Fn() -> i64 + Send + Sync + 'static {
+        let offset = self.0.clone();
+        move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            now + offset.load(Ordering::SeqCst)
+        }
+    }
 }
