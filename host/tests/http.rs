@@ -4,12 +4,64 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use syshost_test_support::PluginDir;
+
+/// Starts the server (see [`start`]) and logs the administrator in: the
+/// server, a client and the administrator's session token.
+fn server_with_admin(
+    cwd: &Path,
+    plugins: &PluginDir,
+    env: &[(&str, &str)],
+) -> (Server, Client, String) {
+    let server = start(cwd, plugins, env);
+    let c = client();
+    let admin = login(&c, &server, ADMIN_EMAIL, ADMIN_PASSWORD);
+    (server, c, admin)
+}
+
+/// Creates a user with a confirmed `email` and `password` as the
+/// administrator (asserting success) and returns its id.
+fn create_user(c: &Client, s: &Server, admin: &str, email: &str, password: &str) -> String {
+    let (status, _, user) = body(post(
+        c,
+        s,
+        "/api/v1/user/create",
+        Some(admin),
+        &json!({"email": email, "password": password, "verified": true}),
+    ));
+    assert_eq!(status, 200, "{user}");
+    user["id"].as_str().expect("user id").to_string()
+}
+
+/// A user the administrator created, logged in.
+struct TestUser {
+    /// Its id.
+    id: String,
+    /// Its session token.
+    token: String,
+}
+
+/// [`server_with_admin`] plus a user with `email` and `password` that the
+/// administrator created and that is logged in: the server, a client, the
+/// administrator's token and the user.
+fn server_with_user(
+    cwd: &Path,
+    plugins: &PluginDir,
+    env: &[(&str, &str)],
+    email: &str,
+    password: &str,
+) -> (Server, Client, String, TestUser) {
+    let (server, c, admin) = server_with_admin(cwd, plugins, env);
+    let id = create_user(&c, &server, &admin, email, password);
+    let token = login(&c, &server, email, password);
+    (server, c, admin, TestUser { id, token })
+}
 
 #[test]
 fn health_openapi_and_security_headers() {
@@ -245,11 +297,9 @@ fn bad_requests_get_4xx_with_the_error_shape_and_auth_calls_are_rate_limited() {
 fn sessions_over_bearer_and_cookie_with_csrf_logout_and_restart() {
     let plugins = PluginDir::systems_and(&[]);
     let cwd = tempfile::tempdir().unwrap();
-    let server = start(cwd.path(), &plugins, &[]);
-    let c = client();
+    let (server, c, admin) = server_with_admin(cwd.path(), &plugins, &[]);
 
     // Admin over Bearer: create a role and a user, assign, list.
-    let admin = login(&c, &server, ADMIN_EMAIL, ADMIN_PASSWORD);
     let (status, _, v) = body(post(
         &c,
         &server,
@@ -258,15 +308,13 @@ fn sessions_over_bearer_and_cookie_with_csrf_logout_and_restart() {
         &json!({"id": "viewer", "name": "Viewer", "permissions": ["user.read"]}),
     ));
     assert_eq!(status, 200, "{v}");
-    let (status, _, user) = body(post(
+    let ann_id = create_user(
         &c,
         &server,
-        "/api/v1/user/create",
-        Some(&admin),
-        &json!({"email": "ann@example.test", "password": "ann's long passphrase 1", "verified": true}),
-    ));
-    assert_eq!(status, 200, "{user}");
-    let ann_id = user["id"].as_str().unwrap().to_string();
+        &admin,
+        "ann@example.test",
+        "ann's long passphrase 1",
+    );
     // Wrong types and unknown fields: 400 naming the problem, nothing created.
     for bad in [
         json!({"email": 5}),
@@ -368,20 +416,19 @@ fn sessions_over_bearer_and_cookie_with_csrf_logout_and_restart() {
 
     // A session created while a password change is required may only
     // change the password (and a few more): others → 403.
-    let (status, _, bob) = body(post(
+    let bob_id = create_user(
         &c,
         &server,
-        "/api/v1/user/create",
-        Some(&admin),
-        &json!({"email": "bob@example.test", "password": "bob's long passphrase 1", "verified": true}),
-    ));
-    assert_eq!(status, 200, "{bob}");
+        &admin,
+        "bob@example.test",
+        "bob's long passphrase 1",
+    );
     let (status, _, v) = body(post(
         &c,
         &server,
         "/api/v1/user/require_password_change",
         Some(&admin),
-        &json!({"id": bob["id"], "required": true}),
+        &json!({"id": bob_id, "required": true}),
     ));
     assert_eq!(status, 200, "{v}");
     let bob_token = login(&c, &server, "bob@example.test", "bob's long passphrase 1");
@@ -513,26 +560,13 @@ fn sessions_over_bearer_and_cookie_with_csrf_logout_and_restart() {
 fn every_endpoint_refuses_callers_without_a_session_or_permission_and_changes_nothing() {
     let plugins = PluginDir::systems_and(&[]);
     let cwd = tempfile::tempdir().unwrap();
-    let s = start(
+    let (s, c, admin, plain) = server_with_user(
         cwd.path(),
         &plugins,
-        &[
-            ("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD),
-            ("SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE", "1000"),
-        ],
+        &[("SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE", "1000")],
+        "nobody@example.test",
+        "an unprivileged passphrase",
     );
-    let c = client();
-    let admin = login(&c, &s, ADMIN_EMAIL, ADMIN_PASSWORD);
-    let (status, _, v) = body(post(
-        &c,
-        &s,
-        "/api/v1/user/create",
-        Some(&admin),
-        &json!({"email": "nobody@example.test", "password": "an unprivileged passphrase", "verified": true}),
-    ));
-    assert_eq!(status, 200, "{v}");
-    let plain = login(&c, &s, "nobody@example.test", "an unprivileged passphrase");
     let snapshot = |token: &str| {
         let users = body(post(&c, &s, "/api/v1/user/list", Some(token), &json!({}))).2;
         let roles = body(post(&c, &s, "/api/v1/role/list", Some(token), &json!({}))).2;
@@ -554,7 +588,7 @@ fn every_endpoint_refuses_callers_without_a_session_or_permission_and_changes_no
         if access.contains("permission") && !access.contains("self_or_permission")
             || access == "\"system\""
         {
-            let (status, _, v) = body(post(&c, &s, &path, Some(&plain), &json!({})));
+            let (status, _, v) = body(post(&c, &s, &path, Some(&plain.token), &json!({})));
             assert_eq!(status, 403, "{path} {access}: {v}");
             assert_eq!(error_code(status, &v), "permission_denied", "{path}");
         }
@@ -568,18 +602,14 @@ fn every_endpoint_refuses_callers_without_a_session_or_permission_and_changes_no
 fn malformed_input_to_every_operation_is_a_4xx_never_a_5xx() {
     let plugins = PluginDir::systems_and(&[]);
     let cwd = tempfile::tempdir().unwrap();
-    let s = start(
+    let (s, c, admin) = server_with_admin(
         cwd.path(),
         &plugins,
         &[
-            ("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD),
             ("SYSHOST_HTTP_AUTH_RATE_LIMIT_PER_MINUTE", "10000"),
             ("SYSHOST_HTTP_MAX_BODY_BYTES", "65536"),
         ],
     );
-    let c = client();
-    let admin = login(&c, &s, ADMIN_EMAIL, ADMIN_PASSWORD);
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let huge = format!("{{\"x\": \"{}\"}}", "a".repeat(70_000));
     let bodies: Vec<(&str, String)> = vec![
@@ -649,18 +679,14 @@ fn register_confirm_login_change_password_and_logout_over_http_with_real_mail() 
     let sink = syshost_test_support::SmtpSink::start();
     let plugins = PluginDir::systems_and(&[]);
     let cwd = tempfile::tempdir().unwrap();
-    let s = start(
+    let (s, c, admin) = server_with_admin(
         cwd.path(),
         &plugins,
         &[
-            ("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD),
             ("SYSHOST_SMTP_URL", &sink.url()),
             ("SYSHOST_PRODUCT_NAME", "Acme"),
         ],
     );
-    let c = client();
-    let admin = login(&c, &s, ADMIN_EMAIL, ADMIN_PASSWORD);
     let (status, _, v) = body(post(
         &c,
         &s,
@@ -783,26 +809,12 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
 fn administrators_manage_groups_licenses_and_settings_over_http() {
     let plugins = PluginDir::systems_and(&[]);
     let cwd = tempfile::tempdir().unwrap();
-    let s = start(
-        cwd.path(),
-        &plugins,
-        &[
-            ("SYSHOST_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("SYSHOST_ADMIN_PASSWORD", ADMIN_PASSWORD),
-        ],
-    );
-    let c = client();
-    let admin = login(&c, &s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    let (s, c, admin) = server_with_admin(cwd.path(), &plugins, &[]);
     let call = |path: &str, req: Value| {
         let (status, _, v) = body(post(&c, &s, path, Some(&admin), &req));
         (status, v)
     };
-    let (status, user) = call(
-        "/api/v1/user/create",
-        json!({"email": "pat@example.test", "password": "pat's long passphrase", "verified": true}),
-    );
-    assert_eq!(status, 200, "{user}");
-    let id = user["id"].as_str().unwrap().to_string();
+    let id = create_user(&c, &s, &admin, "pat@example.test", "pat's long passphrase");
     let (status, v) = call(
         "/api/v1/group/create",
         json!({"id": "staff", "name": "Staff"}),
@@ -878,18 +890,14 @@ fn access_line<'a>(log: &'a str, request_id: &str) -> &'a str {
 fn cached_sessions_are_answered_inline_with_the_same_answers() {
     let plugins = PluginDir::systems_and(&[]);
     let cwd = tempfile::tempdir().unwrap();
-    let server = start(cwd.path(), &plugins, &[]);
-    let c = client();
-    let admin = login(&c, &server, ADMIN_EMAIL, ADMIN_PASSWORD);
-    let (status, _, user) = body(post(
-        &c,
-        &server,
-        "/api/v1/user/create",
-        Some(&admin),
-        &json!({"email": "ann@example.test", "password": "ann's long passphrase 1", "verified": true}),
-    ));
-    assert_eq!(status, 200, "{user}");
-    let ann = login(&c, &server, "ann@example.test", "ann's long passphrase 1");
+    let (server, c, admin, user) = server_with_user(
+        cwd.path(),
+        &plugins,
+        &[],
+        "ann@example.test",
+        "ann's long passphrase 1",
+    );
+    let ann = user.token;
     // (request id, whether it must have run inline)
     let mut expected: Vec<(String, bool)> = Vec::new();
     let mut whoami = |token: &str, inline: bool| {
@@ -946,7 +954,7 @@ fn cached_sessions_are_answered_inline_with_the_same_answers() {
         &server,
         "/api/v1/user/set_roles",
         Some(&admin),
-        &json!({"id": user["id"], "roles": ["viewer"]}),
+        &json!({"id": user.id, "roles": ["viewer"]}),
     ));
     assert_eq!(status, 200, "{v}");
     let (status, headers, v) = whoami(&ann, false);
