@@ -1051,129 +1051,117 @@ mod tests {
         }
     }
 
-    /// A build thread that publishes `one_user(id)` after `delay`, counting
-    /// the builds started.
-    fn slow_build(
-        delay: Duration,
-        id: &'static str,
-        started: &Arc<std::sync::atomic::AtomicUsize>,
-    ) -> impl FnOnce(Arc<UserIndex>) -> std::io::Result<JoinHandle<()>> {
-        let started = Arc::clone(started);
-        move |users| {
-            started.fetch_add(1, AtomicOrdering::SeqCst);
-            Ok(std::thread::spawn(move || {
-                std::thread::sleep(delay);
-                let mut state = users.lock_write();
-                assert!(matches!(&*state, State::Building { .. }));
-                *state = State::Ready(Box::new(one_user(id)));
-            }))
+    /// What `list_with` answers.
+    type ListResult = Result<Page, PluginError>;
+
+    /// A user index under test, listed with [`all_query`], and the number
+    /// of builds that [`Lists::slow`] started.
+    struct Lists {
+        users: Arc<UserIndex>,
+        started: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Lists {
+        fn new() -> Lists {
+            Lists {
+                users: Arc::new(UserIndex::new()),
+                started: Arc::default(),
+            }
+        }
+
+        /// `list_with` of [`all_query`] with the patiences in ms.
+        fn list<F>(&self, first_patience_ms: u64, patience_ms: u64, start: F) -> ListResult
+        where
+            F: FnOnce(Arc<UserIndex>) -> std::io::Result<JoinHandle<()>>,
+        {
+            self.users.list_with(
+                &all_query(),
+                Duration::from_millis(first_patience_ms),
+                Duration::from_millis(patience_ms),
+                start,
+            )
+        }
+
+        /// A build thread that publishes `one_user(id)` after `delay_ms`,
+        /// counted in `started`.
+        fn slow(
+            &self,
+            delay_ms: u64,
+            id: &'static str,
+        ) -> impl FnOnce(Arc<UserIndex>) -> std::io::Result<JoinHandle<()>> {
+            let started = Arc::clone(&self.started);
+            let delay = Duration::from_millis(delay_ms);
+            move |users| {
+                started.fetch_add(1, AtomicOrdering::SeqCst);
+                Ok(std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    let mut state = users.lock_write();
+                    assert!(matches!(&*state, State::Building { .. }));
+                    *state = State::Ready(Box::new(one_user(id)));
+                }))
+            }
+        }
+
+        /// How many builds [`Lists::slow`] started.
+        fn started(&self) -> usize {
+            self.started.load(AtomicOrdering::SeqCst)
         }
     }
 
     #[test]
     fn a_quick_first_build_answers_the_first_list_with_its_page() {
-        let users = Arc::new(UserIndex::new());
-        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let page = users
-            .list_with(
-                &all_query(),
-                Duration::from_secs(5),
-                Duration::ZERO,
-                slow_build(Duration::from_millis(20), "u1", &started),
-            )
+        let l = Lists::new();
+        let page = l
+            .list(5_000, 0, l.slow(20, "u1"))
             .expect("the first list answers");
         assert_eq!(page.ids, vec!["u1".to_string()]);
-        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+        assert_eq!(l.started(), 1);
         // Built: later lists start nothing.
-        let again = users
-            .list_with(
-                &all_query(),
-                Duration::ZERO,
-                Duration::ZERO,
-                slow_build(Duration::ZERO, "other", &started),
-            )
-            .unwrap();
+        let again = l.list(0, 0, l.slow(0, "other")).unwrap();
         assert_eq!(again.ids, vec!["u1".to_string()]);
-        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+        assert_eq!(l.started(), 1);
     }
 
     #[test]
     fn a_slow_first_build_answers_unavailable_in_time_and_goes_on_in_the_background() {
-        let users = Arc::new(UserIndex::new());
-        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let l = Lists::new();
         let t = Instant::now();
-        let e = users
-            .list_with(
-                &all_query(),
-                Duration::from_millis(100),
-                Duration::from_millis(20),
-                slow_build(Duration::from_millis(600), "u1", &started),
-            )
-            .unwrap_err();
+        let e = l.list(100, 20, l.slow(600, "u1")).unwrap_err();
         assert_eq!(e.code, codes::UNAVAILABLE, "{e:?}");
         assert!(e.message.contains("being indexed"), "{e:?}");
         let waited = t.elapsed();
         assert!(waited >= Duration::from_millis(100), "{waited:?}");
         assert!(waited < Duration::from_millis(600), "{waited:?}");
         // A list meanwhile waits only its own patience and starts no build.
-        let e = users
-            .list_with(
-                &all_query(),
-                Duration::from_secs(5),
-                Duration::from_millis(20),
-                slow_build(Duration::ZERO, "other", &started),
-            )
-            .unwrap_err();
+        let e = l.list(5_000, 20, l.slow(0, "other")).unwrap_err();
         assert_eq!(e.code, codes::UNAVAILABLE);
-        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+        assert_eq!(l.started(), 1);
         // The build finishes without any caller; then lists answer at once.
-        let page = users
-            .list_with(
-                &all_query(),
-                Duration::ZERO,
-                Duration::from_secs(5),
-                slow_build(Duration::ZERO, "other", &started),
-            )
-            .unwrap();
+        let page = l.list(0, 5_000, l.slow(0, "other")).unwrap();
         assert_eq!(page.ids, vec!["u1".to_string()]);
-        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+        assert_eq!(l.started(), 1);
     }
 
     #[test]
     fn a_failed_build_is_reported_once_and_the_next_list_builds_again() {
-        let users = Arc::new(UserIndex::new());
+        let l = Lists::new();
         let failing = |users: Arc<UserIndex>| -> std::io::Result<JoinHandle<()>> {
             Ok(std::thread::spawn(move || {
                 *users.lock_write() = State::Absent;
                 *users.failure.lock().unwrap() = Some(PluginError::storage("disk on fire"));
             }))
         };
-        let e = users
-            .list_with(
-                &all_query(),
-                Duration::from_secs(5),
-                Duration::ZERO,
-                failing,
-            )
-            .unwrap_err();
+        let e = l.list(5_000, 0, failing).unwrap_err();
         assert_eq!(e.code, codes::STORAGE, "{e:?}");
-        assert!(!users.is_built());
-        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let page = users
-            .list_with(
-                &all_query(),
-                Duration::from_secs(5),
-                Duration::ZERO,
-                slow_build(Duration::ZERO, "u2", &started),
-            )
-            .unwrap();
+        assert!(!l.users.is_built());
+        let page = l.list(5_000, 0, l.slow(0, "u2")).unwrap();
         assert_eq!(page.ids, vec!["u2".to_string()]);
-        assert_eq!(started.load(AtomicOrdering::SeqCst), 1);
+        assert_eq!(l.started(), 1);
     }
 
     #[test]
     fn stopping_waits_for_the_build_thread_and_refuses_new_builds() {
-        let users = Arc::new(UserIndex::new());
+        let l = Lists::new();
         let until_stopped = |users: Arc<UserIndex>| -> std::io::Result<JoinHandle<()>> {
             Ok(std::thread::spawn(move || {
                 while !users.stopping.load(AtomicOrdering::SeqCst) {
@@ -1182,29 +1170,14 @@ mod tests {
                 *users.lock_write() = State::Absent;
             }))
         };
-        let e = users
-            .list_with(
-                &all_query(),
-                Duration::from_millis(20),
-                Duration::ZERO,
-                until_stopped,
-            )
-            .unwrap_err();
+        let e = l.list(20, 0, until_stopped).unwrap_err();
         assert_eq!(e.code, codes::UNAVAILABLE);
-        users.stop_build();
-        assert!(users.builder.lock().unwrap().is_none(), "joined");
-        assert!(!users.is_built());
-        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let e = users
-            .list_with(
-                &all_query(),
-                Duration::from_secs(5),
-                Duration::ZERO,
-                slow_build(Duration::ZERO, "u3", &started),
-            )
-            .unwrap_err();
+        l.users.stop_build();
+        assert!(l.users.builder.lock().unwrap().is_none(), "joined");
+        assert!(!l.users.is_built());
+        let e = l.list(5_000, 0, l.slow(0, "u3")).unwrap_err();
         assert_eq!(e.code, codes::UNAVAILABLE);
-        assert_eq!(started.load(AtomicOrdering::SeqCst), 0);
+        assert_eq!(l.started(), 0);
     }
 
     /// A small deterministic generator (xorshift64*).
