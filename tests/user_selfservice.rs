@@ -245,6 +245,64 @@ fn registration_rules_are_enforced_and_change_nothing() {
 }
 
 #[test]
+fn registration_applies_the_configured_policy_fields_and_code_lifetime() {
+    let env = Env::start();
+    env.settings(json!({
+        "self_registration": true,
+        "password_policy": { "min_length": 30 },
+        "registration_fields": { "phone": "required" },
+        "code_lifetimes": { "verification_hours": 2 }
+    }));
+    let attempt = |email: &str, password: &str, profile: Value| {
+        env.anon(
+            "register",
+            json!({ "email": email, "password": password, "profile": profile }),
+        )
+    };
+    let profile = json!({ "first_name": "Lee", "last_name": "Park", "phone": "+1 555 0100" });
+    let long = "a passphrase longer than thirty characters";
+    // 28 characters pass the default policy (12), not the configured one.
+    let err = attempt(
+        "lee@example.test",
+        "a passphrase of 28 chars....",
+        profile.clone(),
+    )
+    .unwrap_err();
+    assert_eq!(err.details.as_ref().unwrap()["field"], "password", "{err}");
+    assert!(err.message.contains("at least 30 characters"), "{err}");
+    let err = attempt(
+        "lee@example.test",
+        long,
+        json!({ "first_name": "Lee", "last_name": "Park" }),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.details.as_ref().unwrap()["field"],
+        "profile.phone",
+        "{err}"
+    );
+    assert_eq!(env.user("list", json!({})).unwrap()["total"], 0);
+    // The mail names the configured lifetime and the code ends with it
+    // (the default would be 24 hours).
+    attempt("lee@example.test", long, profile.clone()).unwrap();
+    let mail = env.sink.wait_for_to("lee@example.test", 1, WAIT);
+    assert!(mail.contains("valid for 2 hours"), "{mail}");
+    env.advance(Duration::from_secs(2 * 3600 + 60));
+    let err = env
+        .anon(
+            "confirm_email",
+            json!({ "email": "lee@example.test", "code": code_in(&mail) }),
+        )
+        .unwrap_err();
+    assert_eq!(err.code, codes::INVALID_INPUT, "{err}");
+    // Closed again: refused, nothing created.
+    env.settings(json!({ "self_registration": false }));
+    let err = attempt("max@example.test", long, profile).unwrap_err();
+    assert_eq!(err.code, codes::PERMISSION_DENIED, "{err}");
+    assert_eq!(env.user("list", json!({})).unwrap()["total"], 1);
+}
+
+#[test]
 fn taken_addresses_and_unknown_addresses_answer_like_the_ordinary_case() {
     let env = Env::start();
     open_registration(&env);

@@ -58,7 +58,12 @@ impl CodeLifetimes {
 
 /// The code lifetimes of the current `user` settings (defaults 24 h / 60 min).
 pub fn code_lifetimes(ctx: &Ctx) -> Result<CodeLifetimes, PluginError> {
-    let settings = ctx.settings()?;
+    Ok(code_lifetimes_in(&ctx.settings()?))
+}
+
+/// The code lifetimes of the `user` settings document `settings` (defaults
+/// 24 h / 60 min).
+pub fn code_lifetimes_in(settings: &serde_json::Value) -> CodeLifetimes {
     let section = settings.get("code_lifetimes");
     let get = |key: &str, default: i64| {
         section
@@ -67,10 +72,10 @@ pub fn code_lifetimes(ctx: &Ctx) -> Result<CodeLifetimes, PluginError> {
             .filter(|v| *v > 0)
             .unwrap_or(default)
     };
-    Ok(CodeLifetimes {
+    CodeLifetimes {
         verify_ms: get("verification_hours", DEFAULT_VERIFY_HOURS) * 3_600_000,
         reset_ms: get("reset_minutes", DEFAULT_RESET_MINUTES) * 60_000,
-    })
+    }
 }
 /// Most ids a role, group or permission set may hold.
 pub const MAX_SET_SIZE: usize = 1000;
@@ -212,23 +217,32 @@ pub fn drop_vanished_refs(
 
 /// The password policy of the current `user` settings.
 pub fn password_policy(ctx: &Ctx) -> Result<PasswordPolicy, PluginError> {
-    let settings = ctx.settings()?;
-    let policy = settings
-        .get("password_policy")
-        .cloned()
-        .unwrap_or(serde_json::Value::Null);
-    Ok(PasswordPolicy::from_settings(&policy))
+    Ok(password_policy_in(&ctx.settings()?))
 }
 
-/// Checks `password` against the policy (for the account `address`).
-fn check_password(ctx: &Ctx, password: &str, address: &str) -> Result<(), PluginError> {
+/// The password policy of the `user` settings document `settings`.
+pub fn password_policy_in(settings: &serde_json::Value) -> PasswordPolicy {
+    PasswordPolicy::from_settings(
+        settings
+            .get("password_policy")
+            .unwrap_or(&serde_json::Value::Null),
+    )
+}
+
+/// Checks `password` against the size limit and then `policy` (for the
+/// account `address`).
+pub(crate) fn check_password(
+    policy: &PasswordPolicy,
+    password: &str,
+    address: &str,
+) -> Result<(), PluginError> {
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(PluginError::invalid_field(
             "password",
             "password is too long",
         ));
     }
-    password_policy(ctx)?.check(password, address)
+    policy.check(password, address)
 }
 
 /// A new one-time code for `purpose`: the plain code (to mail) and its
@@ -349,12 +363,18 @@ pub struct CreatedUser {
 }
 
 /// Validates and stores a new account atomically, then publishes
-/// `user.created`. A taken address (compared by [`email::key`]) is
-/// `conflict` naming `email`; nothing is stored on any error.
-pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, PluginError> {
+/// `user.created`. `settings` is the `user` settings document the caller
+/// read (password policy, code lifetimes). A taken address (compared by
+/// [`email::key`]) is `conflict` naming `email`; nothing is stored on any
+/// error.
+pub fn create_account(
+    ctx: &Ctx,
+    account: NewAccount,
+    settings: &serde_json::Value,
+) -> Result<CreatedUser, PluginError> {
     let address = email::normalize(&account.email)?;
     if let Some(pw) = &account.password {
-        check_password(ctx, pw, &address)?;
+        check_password(&password_policy_in(settings), pw, &address)?;
     }
     let profile = account.profile.validated()?;
     let roles = id_set("roles", account.roles)?;
@@ -371,7 +391,7 @@ pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, Plu
         Some(pw) => Some(password::hash(pw)?),
         None => None,
     };
-    let lifetimes = code_lifetimes(ctx)?;
+    let lifetimes = code_lifetimes_in(settings);
 
     for _ in 0..store::MAX_ATTEMPTS {
         let now = ctx.now();
@@ -435,6 +455,7 @@ pub fn create_account(ctx: &Ctx, account: NewAccount) -> Result<CreatedUser, Plu
 /// `create` (permission `user.create`): opens an account.
 pub fn create(ctx: &Ctx, req: CreateRequest, _: &CallContext) -> Result<CreatedUser, PluginError> {
     let notify = req.notify;
+    let settings = ctx.settings()?;
     let created = create_account(
         ctx,
         NewAccount {
@@ -448,9 +469,10 @@ pub fn create(ctx: &Ctx, req: CreateRequest, _: &CallContext) -> Result<CreatedU
             permissions: req.permissions.unwrap_or_default(),
             consents: BTreeMap::new(),
         },
+        &settings,
     )?;
     let site = crate::mails::Site::from_host(&ctx.host)?;
-    let lifetimes = code_lifetimes(ctx)?;
+    let lifetimes = code_lifetimes_in(&settings);
     if let Some(code) = &created.setup_code {
         // No password yet: the mail carries the code to choose one.
         ctx.host.send_mail(&crate::mails::account_created(
@@ -754,7 +776,7 @@ pub fn set_password(
     check_id("id", &req.id)?;
     let store = ctx.store();
     let (_, record) = store::load_existing(&store, &req.id)?;
-    check_password(ctx, &req.password, &record.email)?;
+    check_password(&password_policy(ctx)?, &req.password, &record.email)?;
     let phc = password::hash(&req.password)?;
     let modified = store::modify(ctx, &req.id, |r, ops| {
         r.password_changed_at = Some(ctx.now());

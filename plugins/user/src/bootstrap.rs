@@ -52,26 +52,31 @@ pub fn ensure_first_admin(ctx: &Ctx) -> Result<Option<String>, PluginError> {
         Some(p) if !p.is_empty() => (p, false),
         _ => (password::generate(), true),
     };
-    let created = admin::create_account(
-        ctx,
-        NewAccount {
-            email: email.clone(),
-            password: Some(secret.clone()),
-            verified: true,
-            issue_verify_code: false,
-            roles: vec![ADMIN_ROLE.to_string()],
-            ..Default::default()
-        },
-    )
-    .map_err(|e| {
-        PluginError::new(
-            e.code.clone(),
-            format!(
-                "cannot create the first administrator {email}: {}",
-                e.message
-            ),
-        )
-    })?;
+    let created = ctx
+        .settings()
+        .and_then(|settings| {
+            admin::create_account(
+                ctx,
+                NewAccount {
+                    email: email.clone(),
+                    password: Some(secret.clone()),
+                    verified: true,
+                    issue_verify_code: false,
+                    roles: vec![ADMIN_ROLE.to_string()],
+                    ..Default::default()
+                },
+                &settings,
+            )
+        })
+        .map_err(|e| {
+            PluginError::new(
+                e.code.clone(),
+                format!(
+                    "cannot create the first administrator {email}: {}",
+                    e.message
+                ),
+            )
+        })?;
     if generated {
         let id = created.user.id.clone();
         let modified = store::modify(ctx, &id, |r, _| {

@@ -220,13 +220,11 @@ fn register_now(ctx: &Ctx, req: RegisterRequest, _: &CallContext) -> Result<Acce
             ),
         ));
     }
-    if req.password.len() > admin::MAX_PASSWORD_BYTES {
-        return Err(PluginError::invalid_field(
-            "password",
-            "password is too long",
-        ));
-    }
-    admin::password_policy(ctx)?.check(&req.password, &address)?;
+    admin::check_password(
+        &admin::password_policy_in(&settings),
+        &req.password,
+        &address,
+    )?;
     let profile = req.profile.unwrap_or_default().validated()?;
     if let Some(rules) = settings.get("registration_fields") {
         profile.check_registration_rules(rules)?;
@@ -290,6 +288,7 @@ fn register_now(ctx: &Ctx, req: RegisterRequest, _: &CallContext) -> Result<Acce
             permissions: Vec::new(),
             consents,
         },
+        &settings,
     );
     match created {
         Ok(created) => {
@@ -300,7 +299,7 @@ fn register_now(ctx: &Ctx, req: RegisterRequest, _: &CallContext) -> Result<Acce
                         &site,
                         &created.user.email,
                         code,
-                        code_lifetimes(ctx)?.verify_hours(),
+                        admin::code_lifetimes_in(&settings).verify_hours(),
                     ),
                 )?;
             }
