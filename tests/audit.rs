@@ -160,7 +160,10 @@ fn every_event_class_is_recorded_with_actor_target_outcome_and_no_secret() {
     }
     let e = env.login("admin@example.test", WRONG_PASSWORD).unwrap_err();
     assert_eq!(e.code, codes::RATE_LIMITED);
-    env.login("ghost@example.test", WRONG_PASSWORD).unwrap_err();
+    // An unknown address as typed, padded and mixed-case: recorded trimmed
+    // and lowercased.
+    env.login(" Ghost@Example.TEST ", WRONG_PASSWORD)
+        .unwrap_err();
 
     // Account changes by the administrator.
     let call = |system: &str, op: &str, req: Value| {
