@@ -99,13 +99,11 @@ impl Env {
         resp["session_token"].as_str().unwrap().to_string()
     }
 
-    /// `session.resolve_token` as the host.
+    /// Resolves `token` the way the HTTP layer does ([`Host::resolve_token`]:
+    /// the host's cache of resolutions, else `session.resolve_token`).
     fn resolve(&self, token: &str) -> Result<Value, PluginError> {
-        self.sys(
-            "session",
-            "resolve_token",
-            json!({ "token": token, "client_addr": "192.0.2.7" }),
-        )
+        let resolved = self.host.resolve_token(token, Some("192.0.2.7"))?;
+        Ok(serde_json::to_value(resolved).unwrap())
     }
 
     /// The call context the HTTP layer builds for `token`.
@@ -708,6 +706,46 @@ fn role_and_permission_changes_rotate_the_token() {
         env.resolve(&next).unwrap()["replacement_token"],
         Value::Null
     );
+    // Each rotation mark was announced (the host drops its cached
+    // resolutions of the session on it).
+    let updated = env.events("session.updated");
+    assert_eq!(updated.len(), 2, "{updated:?}");
+    for event in &updated {
+        assert_eq!(event["user_id"], id.as_str());
+        assert_eq!(event["reason"], "access_changed");
+    }
+}
+
+#[test]
+fn resolutions_say_until_when_the_host_may_reuse_them() {
+    let env = Env::start();
+    let id = env.create_user("di@example.com", &[]);
+    env.put_settings(json!({ "idle_timeout_minutes": 1440, "absolute_lifetime_hours": 1 }));
+    let token = env.token("di@example.com");
+    let direct = |env: &Env| env.ok("session", "resolve_token", json!({ "token": token }));
+    let session = |env: &Env| {
+        env.ok("session", "list_for_user", json!({ "user_id": id }))["items"][0].clone()
+    };
+    // Usually until the next due `last_seen_at` write, 30 s after the last.
+    let seen = session(&env)["last_seen_at"].as_i64().unwrap();
+    assert_eq!(direct(&env)["cache_until"], seen + 30_000);
+    // Never past the absolute expiry.
+    env.advance(Duration::from_secs(59 * 60 + 50));
+    let answer = direct(&env);
+    let expires = session(&env)["expires_at"].as_i64().unwrap();
+    assert_eq!(answer["cache_until"], expires);
+    // (The idle expiry, at least a minute away, never comes first.)
+    env.put_settings(json!({ "idle_timeout_minutes": 1440, "absolute_lifetime_hours": 24 }));
+    let token = env.token("di@example.com");
+    // A rotation is never reused.
+    env.ok(
+        "user",
+        "set_permissions",
+        json!({ "id": id, "permissions": ["session.read"] }),
+    );
+    let rotated = env.ok("session", "resolve_token", json!({ "token": token }));
+    assert!(rotated["replacement_token"].is_string());
+    assert_eq!(rotated.get("cache_until"), None);
 }
 
 #[test]

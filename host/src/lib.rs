@@ -38,6 +38,7 @@ pub mod http;
 pub mod inline;
 pub mod loader;
 pub mod mail;
+pub mod resolutions;
 pub mod resolver;
 pub mod runtime;
 mod services;

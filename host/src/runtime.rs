@@ -308,6 +308,8 @@ impl HostBuilder {
                 data_dir,
                 discovery,
                 state: Mutex::new(State::default()),
+                token_resolver: RwLock::new(None),
+                resolutions: Default::default(),
                 active: RwLock::new(HashMap::default()),
                 subjects: SubjectCache::default(),
                 permissions: RwLock::new(Arc::default()),
@@ -379,6 +381,13 @@ pub(crate) struct HostInner {
     state: Mutex<State>,
     /// Active plugins by id; read on every call.
     active: RwLock<FastMap<Arc<ActivePlugin>>>,
+    /// The id of the session-token resolver: the first system in activation
+    /// order that declares a `token_resolver`. Kept apart from `state` so a
+    /// resolution (every authenticated request) never contends for the
+    /// lifecycle lock; written only when a system activates or at shutdown.
+    token_resolver: RwLock<Option<Arc<str>>>,
+    /// The resolver's recent answers, invalidated by its events.
+    resolutions: crate::resolutions::ResolutionCache,
     /// Resolved subjects, invalidated by the provider's events.
     subjects: SubjectCache,
     /// The permission registry, rebuilt when the active set changes.
@@ -513,6 +522,26 @@ impl HostInner {
         match self.permissions.read() {
             Ok(p) => p.clone(),
             Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Records `id` as the token resolver if it declares one and no system
+    /// activated before it does (the first in activation order wins).
+    fn note_token_resolver(&self, id: &str) {
+        let declares = self
+            .discovery
+            .plugins
+            .get(id)
+            .is_some_and(|p| p.manifest.token_resolver.is_some());
+        if !declares {
+            return;
+        }
+        let mut resolver = self
+            .token_resolver
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if resolver.is_none() {
+            *resolver = Some(Arc::from(id));
         }
     }
 
@@ -772,6 +801,9 @@ impl HostInner {
                     dropped = dropped + 1,
                     "more than {MAX_EVENTS_PER_CALL} events caused by one call; dropping the rest (event loop between plugins?)"
                 );
+                // What the dropped events would have invalidated is unknown.
+                self.subjects.clear();
+                self.resolutions.clear();
                 break;
             }
             let subscribers: Vec<(String, Arc<ActivePlugin>)> = match self.active.read() {
@@ -802,6 +834,38 @@ impl HostInner {
                     tracing::warn!(plugin = %id, topic = %event.topic, "event handler failed: {e}");
                 }
             }
+            // After the subscribers: the resolver may update its own state
+            // in its handler (for example re-read its settings), and a
+            // resolution answered from the old state before then is dropped.
+            self.invalidate_resolutions(&event);
+        }
+    }
+
+    /// Drops the cached token resolutions `event` makes stale, when the
+    /// resolver names its topic in `invalidate_on`.
+    fn invalidate_resolutions(&self, event: &Event) {
+        if self.resolutions.is_empty() {
+            return;
+        }
+        let resolver = self
+            .token_resolver
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(declaration) = resolver.and_then(|id| {
+            self.discovery
+                .plugins
+                .get(&*id)
+                .and_then(|p| p.manifest.token_resolver.clone())
+        }) else {
+            return;
+        };
+        if declaration
+            .invalidate_on
+            .iter()
+            .any(|pattern| syshost_plugin_api::topic_matches(pattern, &event.topic))
+        {
+            self.resolutions.invalidate_for(&event.payload);
         }
     }
 }
@@ -1123,10 +1187,12 @@ impl Host {
                     if let Ok(mut active) = self.inner.active.write() {
                         active.insert(id.clone(), plugin);
                     }
+                    self.inner.note_token_resolver(id);
                     self.inner.refresh_permissions();
                     // A new system can add permissions (the administrator
                     // role holds all of them) or change who resolves users.
                     self.inner.subjects.clear();
+                    self.inner.resolutions.clear();
                     tracing::debug!(system = %id, %reason, "activated");
                     report.activated.push((id.clone(), reason));
                     // Events published while activating are delivered now
@@ -1295,34 +1361,40 @@ impl Host {
         token: &str,
         client_addr: Option<&str>,
     ) -> Result<syshost_plugin_api::ResolvedToken, PluginError> {
-        // The first active system in activation order that declares a
-        // resolver; ids and operation names are borrowed from discovery (no
-        // clone per request). The lifecycle lock is held through a whole
-        // activation: an inline resolution does not wait for it.
-        let discovery = &self.inner.discovery;
-        let find = |order: &[String]| {
-            order.iter().find_map(|id| {
-                let manifest = &discovery.plugins.get(id)?.manifest;
-                let resolver = manifest.token_resolver.as_ref()?;
-                Some((manifest.id.as_str(), resolver.operation.as_str()))
-            })
-        };
-        let state = if crate::inline::active() {
-            match self.inner.state.try_lock() {
-                Ok(s) => s,
+        // An unchanged session's recent answer, when the resolver allowed
+        // it (see `crate::resolutions`): no call.
+        let key = crate::resolutions::digest(token);
+        let now = self.inner.now_unix_ms();
+        if let Some(hit) = self.inner.resolutions.get(&key, now) {
+            return Ok(hit);
+        }
+        let generation = self.inner.resolutions.generation();
+        // The resolver recorded at activation (see `token_resolver`); its
+        // operation name is borrowed from discovery (no clone per request).
+        // A writer holds the lock only for an instant at activation or
+        // shutdown: an inline resolution does not wait for it.
+        let guard = if crate::inline::active() {
+            match self.inner.token_resolver.try_read() {
+                Ok(g) => g,
                 Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
-                    return Err(crate::inline::refuse("an activation in progress"))
+                    return Err(crate::inline::refuse(
+                        "reading the token resolver while a system activates",
+                    ))
                 }
             }
         } else {
-            match self.inner.state.lock() {
-                Ok(s) => s,
-                Err(p) => p.into_inner(),
-            }
+            self.inner
+                .token_resolver
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
         };
-        let resolver = find(&state.order);
-        drop(state);
+        let resolver = guard.as_deref().and_then(|id| {
+            let manifest = &self.inner.discovery.plugins.get(id)?.manifest;
+            let resolver = manifest.token_resolver.as_ref()?;
+            Some((manifest.id.as_str(), resolver.operation.as_str()))
+        });
+        drop(guard);
         let Some((id, operation)) = resolver else {
             return Err(PluginError::new(
                 codes::UNAVAILABLE,
@@ -1337,11 +1409,16 @@ impl Host {
         }
         let payload = serde_json::to_string(&Request { token, client_addr })?;
         let out = self.call_raw(id, operation, &payload, &CallContext::system())?;
-        serde_json::from_str(&out).map_err(|e| {
-            PluginError::internal(format!(
-                "response of {id}.{operation} is not a resolved token: {e}"
-            ))
-        })
+        let resolved: syshost_plugin_api::ResolvedToken =
+            serde_json::from_str(&out).map_err(|e| {
+                PluginError::internal(format!(
+                    "response of {id}.{operation} is not a resolved token: {e}"
+                ))
+            })?;
+        self.inner
+            .resolutions
+            .insert(key, &resolved, generation, now);
+        Ok(resolved)
     }
 
     /// Drops every cached subject.
@@ -1506,6 +1583,12 @@ impl Host {
                 Err(p) => p.into_inner(),
             };
             let order = std::mem::take(&mut state.order);
+            *self
+                .inner
+                .token_resolver
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            self.inner.resolutions.clear();
             for id in &order {
                 if let Some(r) = state.records.get_mut(id) {
                     r.state = SystemState::Available;

@@ -255,6 +255,14 @@ pub struct ResolvedToken {
     /// `X-Session-Token` response header). The old token no longer works.
     #[serde(default)]
     pub replacement_token: Option<String>,
+    /// Until when (ms since the Unix epoch, host clock) the host may answer
+    /// this same token with this same resolution without asking again,
+    /// unless an event matching the resolver's
+    /// [`invalidate_on`](crate::TokenResolver::invalidate_on) is delivered
+    /// first. Absent (the default, and what older resolvers send): ask on
+    /// every request. Ignored on an answer with a `replacement_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_until: Option<i64>,
 }
 
 /// A permission in the host's registry: declared by an active plugin.

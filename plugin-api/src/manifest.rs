@@ -69,6 +69,14 @@ pub struct TokenResolver {
     /// caller's own session; the web frontend's "Log out" calls it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logout: Option<String>,
+    /// Event topic patterns that make the host's cached resolutions (see
+    /// [`ResolvedToken::cache_until`](crate::ResolvedToken::cache_until))
+    /// stale: the host drops the entries of the event payload's
+    /// `session_id` string, else of its `user_id` string, else all of them.
+    /// A resolver that answers with `cache_until` must publish a matching
+    /// event whenever a session it answered for changes or ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalidate_on: Vec<String>,
 }
 
 /// How the host resolves and caches subjects through a plugin.
@@ -222,7 +230,18 @@ impl Manifest {
         self.token_resolver = Some(TokenResolver {
             operation: operation.into(),
             logout: None,
+            invalidate_on: Vec::new(),
         });
+        self
+    }
+
+    /// Names the event topic patterns that make the host's cached token
+    /// resolutions stale (set after [`Manifest::token_resolver`]; see
+    /// [`TokenResolver::invalidate_on`]).
+    pub fn token_resolutions_invalidated_on(mut self, patterns: &[&str]) -> Self {
+        if let Some(resolver) = &mut self.token_resolver {
+            resolver.invalidate_on = patterns.iter().map(|s| s.to_string()).collect();
+        }
         self
     }
 

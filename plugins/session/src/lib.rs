@@ -92,6 +92,12 @@ impl Plugin for SessionSystem {
             )
             .token_resolver("resolve_token")
             .logout_operation("logout")
+            // What makes the host's cached resolutions (`cache_until`) stale.
+            .token_resolutions_invalidated_on(&[
+                "session.ended",
+                "session.updated",
+                "settings.updated",
+            ])
             .subscribe("user.deleted")
             .subscribe("user.updated")
             .subscribe("user.password_changed")
@@ -471,7 +477,7 @@ impl SessionSystem {
                 && !is_expired(&cached, &settings, now)
                 && now - cached.last_seen_at < LAST_SEEN_GRANULARITY_MS
             {
-                return Ok(resolved(&cached, None));
+                return Ok(resolved(&cached, None, &settings));
             }
         }
         let store = self.store();
@@ -518,7 +524,7 @@ impl SessionSystem {
             if !committed {
                 continue;
             }
-            let answer = resolved(&next, replacement);
+            let answer = resolved(&next, replacement, &settings);
             if next == record {
                 // `next` is what the store holds now, unless a change
                 // committed since `generation` (then it is not cached).
@@ -576,7 +582,7 @@ impl SessionSystem {
                     changed
                 })?;
                 if let Some(record) = changed {
-                    self.tokens.forget(&record.token_hash);
+                    self.session_updated(&record, "access_changed")?;
                 }
             }
         }
@@ -600,7 +606,7 @@ impl SessionSystem {
                 true
             })?;
             if let Some(record) = changed {
-                self.tokens.forget(&record.token_hash);
+                self.session_updated(&record, "password_changed")?;
             }
         }
         Ok(())
@@ -609,6 +615,21 @@ impl SessionSystem {
     // -----------------------------------------------------------------
     // Helpers
     // -----------------------------------------------------------------
+
+    /// After a committed change to session `record` (other than a recorded
+    /// use): drops its cached resolution here and publishes
+    /// `session.updated`, which drops the host's.
+    fn session_updated(&self, record: &SessionRecord, reason: &str) -> Result<(), PluginError> {
+        self.tokens.forget(&record.token_hash);
+        self.host.publish(
+            "session.updated",
+            &SessionEvent {
+                user_id: &record.user_id,
+                session_id: &record.id,
+                reason: Some(reason),
+            },
+        )
+    }
 
     /// Ends session `id` and publishes `session.ended`; returns whether it
     /// existed.
@@ -679,7 +700,22 @@ impl SessionSystem {
 }
 
 /// The answer of `resolve_token` for the session `record` (as stored).
-fn resolved(record: &SessionRecord, replacement_token: Option<String>) -> ResolvedToken {
+/// Without a rotation, the host may reuse it until the first of: the
+/// absolute expiry, the idle expiry, and the next due `last_seen_at` write.
+fn resolved(
+    record: &SessionRecord,
+    replacement_token: Option<String>,
+    settings: &SessionSettings,
+) -> ResolvedToken {
+    let cache_until = (replacement_token.is_none() && !record.rotate).then(|| {
+        // Expired once `now - last_seen_at > idle`: still valid at `+ idle`.
+        let idle_end = record
+            .last_seen_at
+            .saturating_add(settings.idle_ms())
+            .saturating_add(1);
+        let next_write = record.last_seen_at.saturating_add(LAST_SEEN_GRANULARITY_MS);
+        record.expires_at.min(idle_end).min(next_write)
+    });
     let allowed_operations = record.restricted.then(|| {
         RESTRICTED_OPERATIONS
             .iter()
@@ -691,6 +727,7 @@ fn resolved(record: &SessionRecord, replacement_token: Option<String>) -> Resolv
         session_id: record.id.clone(),
         allowed_operations,
         replacement_token,
+        cache_until,
     }
 }
 

@@ -151,6 +151,11 @@ pub struct ResolvedToken {
     pub allowed_operations: Option<BTreeSet<String>>,
     /// A new token replacing the presented one, which no longer works.
     pub replacement_token: Option<String>,
+    /// Until when the host may reuse this answer for the same token without
+    /// asking (absent with a replacement token); a change to the session
+    /// before then publishes `session.updated` or `session.ended`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_until: Option<i64>,
 }
 
 /// A session as stored under `session/<id>`.
@@ -326,8 +331,9 @@ pub struct SessionEvent<'a> {
     pub user_id: &'a str,
     /// The session.
     pub session_id: &'a str,
-    /// Only for `session.ended`: `logout`, `revoked`, `expired`,
-    /// `user_deleted`, `user_disabled` or `password_changed`.
+    /// For `session.ended`: `logout`, `revoked`, `expired`,
+    /// `user_deleted`, `user_disabled` or `password_changed`; for
+    /// `session.updated`: `access_changed` or `password_changed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
 }
