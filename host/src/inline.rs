@@ -11,8 +11,9 @@
 //! copy; a cold read hits the disk), `publish` (delivering an event runs
 //! subscribers that write), `send_mail` (a durable queue write), calls to
 //! operations not declared `inline`, subject resolutions that miss the
-//! subject cache, and waiting for an activation in progress. An inline call
-//! writes nothing, so it has nothing to flush either.
+//! subject cache, and waiting while an activation or shutdown records the
+//! token resolver. An inline call writes nothing, so it has nothing to
+//! flush either.
 //!
 //! Every refusal is recorded on the thread; [`InlineGuard::refused`] tells
 //! the runner whether the attempt was refused anywhere, even when a plugin

@@ -934,11 +934,12 @@ fn context_json(ctx: &CallContext, generation: u64) -> Result<ContextJson, Plugi
     struct Wire<'a> {
         subject: &'a Subject,
         via: &'a Option<String>,
-        request_id: &'a Option<String>,
         client_addr: &'a Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         restricted_to: &'a Option<std::collections::BTreeSet<String>>,
         permission_generation: u64,
+        // Last, as in `CallContext` (the SDK finds it at the end).
+        request_id: &'a Option<String>,
     }
     let wire = Wire {
         subject,

@@ -119,9 +119,6 @@ pub struct CallContext {
     /// The plugin that forwarded this call, when it is a cross-plugin call.
     #[serde(default)]
     pub via: Option<String>,
-    /// Correlation id of the originating request, for logs.
-    #[serde(default)]
-    pub request_id: Option<String>,
     /// Network address of the originating client, when known.
     #[serde(default)]
     pub client_addr: Option<String>,
@@ -137,6 +134,12 @@ pub struct CallContext {
     /// absent (older hosts) means "unknown": the plugin asks the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_generation: Option<u64>,
+    /// Correlation id of the originating request, for logs. Declared (so
+    /// serialized) last: the one member that differs between the requests
+    /// of a session sits at a known place (the SDK reuses a decoded context
+    /// when only it changed).
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 impl CallContext {

@@ -52,35 +52,44 @@ thread_local! {
     static LAST_CONTEXTS: RefCell<Vec<(String, Rc<CallContext>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The member every request changes.
+/// The member every request changes: `CallContext::request_id`, which
+/// every encoder of a context (the derived one and the host's) writes last.
 const REQUEST_ID_MEMBER: &str = ",\"request_id\":";
 
-/// Where the value of the top-level `request_id` member is in `json`
-/// (byte range), when the member occurs exactly once. Inside a JSON string
-/// every quote is escaped, so `,"request_id":` can only be a member name.
+/// Where the value of the `request_id` member is in `json` (byte range),
+/// when it is the object's last member and a string or `null`. Found from
+/// the end, without scanning the context: the final `}` of an object
+/// closes the top-level one, so the member just before it is top level.
+/// Only ever trusted together with a byte-for-byte match of everything
+/// else against a context decoded before (see [`decode_context`]).
 fn request_id_span(json: &str) -> Option<(usize, usize)> {
-    let at = json.find(REQUEST_ID_MEMBER)?;
-    if json.rfind(REQUEST_ID_MEMBER) != Some(at) {
-        return None;
-    }
-    let start = at + REQUEST_ID_MEMBER.len();
-    let rest = &json[start..];
-    let len = if rest.starts_with("null") {
-        4
-    } else if rest.starts_with('"') {
-        let bytes = rest.as_bytes();
-        let mut i = 1;
+    let body = json.strip_suffix('}')?;
+    let end = body.len();
+    let start = if body.ends_with("null") {
+        end - 4
+    } else if body.ends_with('"') && end >= 2 {
+        // The opening quote: the previous quote that is not escaped (not
+        // preceded by an odd number of backslashes).
+        let bytes = body.as_bytes();
+        let mut before = end - 1;
         loop {
-            match bytes.get(i)? {
-                b'\\' => i += 2,
-                b'"' => break i + 1,
-                _ => i += 1,
+            let quote = bytes[..before].iter().rposition(|&b| b == b'"')?;
+            let backslashes = bytes[..quote]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count();
+            if backslashes % 2 == 0 {
+                break quote;
             }
+            before = quote;
         }
     } else {
         return None;
     };
-    Some((start, start + len))
+    body[..start]
+        .ends_with(REQUEST_ID_MEMBER)
+        .then_some((start, end))
 }
 
 /// The decoded call context for `json`, reusing one of this thread's last
@@ -384,21 +393,32 @@ mod tests {
     }
 
     #[test]
-    fn the_request_id_member_is_found_only_when_unambiguous() {
+    fn the_request_id_member_is_found_at_the_end_only() {
         fn span(json: &str) -> Option<&str> {
             request_id_span(json).map(|(a, b)| &json[a..b])
         }
-        assert_eq!(
-            span(r#"{"a":1,"request_id":"x\"y","b":2}"#),
-            Some(r#""x\"y""#)
-        );
+        assert_eq!(span(r#"{"a":1,"request_id":"x\"y"}"#), Some(r#""x\"y""#));
+        assert_eq!(span(r#"{"a":1,"request_id":"x\\"}"#), Some(r#""x\\""#));
+        assert_eq!(span(r#"{"a":"q\"","request_id":""}"#), Some(r#""""#));
         assert_eq!(span(r#"{"a":1,"request_id":null}"#), Some("null"));
         assert_eq!(span(r#"{"a":1}"#), None);
-        assert_eq!(
-            span(r#"{"a":1,"request_id":"x","c":{"d":0,"request_id":1}}"#),
-            None
-        );
+        // Not the last member, nested, or not a string.
+        assert_eq!(span(r#"{"request_id":"x","b":2}"#), None);
+        assert_eq!(span(r#"{"a":{"request_id":"x"}}"#), None);
+        assert_eq!(span(r#"{"a":1,"b":"c","request_id":5}"#), None);
+        assert_eq!(span(r#"{"a":"x","b":"y"}"#), None);
         assert_eq!(span(r#"{"a":1,"request_id":"unterminated"#), None);
-        assert_eq!(span(r#"{"a":1,"request_id":5}"#), None);
+        assert_eq!(span(r#""}"#), None);
+        // The encoders put it last.
+        let ctx = CallContext {
+            request_id: Some("r-1".into()),
+            restricted_to: Some(["a.b".to_string()].into()),
+            permission_generation: Some(3),
+            ..CallContext::system()
+        };
+        assert_eq!(
+            span(&serde_json::to_string(&ctx).unwrap()),
+            Some(r#""r-1""#)
+        );
     }
 }
