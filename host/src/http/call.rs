@@ -294,21 +294,23 @@ pub const INLINE_SLOW: std::time::Duration = std::time::Duration::from_millis(10
 /// longer than [`INLINE_SLOW`] (until the process restarts).
 #[derive(Default)]
 pub(crate) struct InlinePolicy {
-    demoted: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// (system, operation) pairs; a handful at most, so a scan without
+    /// allocating beats hashing a formatted key on every attempt.
+    demoted: std::sync::RwLock<Vec<(String, String)>>,
 }
 
 impl InlinePolicy {
     /// Whether `plugin.operation` may still be tried inline.
     fn allows(&self, plugin: &str, operation: &str) -> bool {
         let demoted = self.demoted.read().unwrap_or_else(|p| p.into_inner());
-        demoted.is_empty() || !demoted.contains(&format!("{plugin}.{operation}"))
+        !demoted.iter().any(|(p, o)| p == plugin && o == operation)
     }
 
     fn demote(&self, plugin: &str, operation: &str) {
-        self.demoted
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(format!("{plugin}.{operation}"));
+        let mut demoted = self.demoted.write().unwrap_or_else(|p| p.into_inner());
+        if !demoted.iter().any(|(p, o)| p == plugin && o == operation) {
+            demoted.push((plugin.to_string(), operation.to_string()));
+        }
     }
 }
 
@@ -463,4 +465,21 @@ struct SessionOutcome {
     session_token: Option<serde_json::Value>,
     #[serde(default)]
     session_ended: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_demoted_operation_is_no_longer_tried_inline_and_the_others_still_are() {
+        let policy = InlinePolicy::default();
+        assert!(policy.allows("session", "whoami"));
+        policy.demote("session", "whoami");
+        policy.demote("session", "whoami");
+        assert!(!policy.allows("session", "whoami"));
+        assert!(policy.allows("session", "resolve_token"));
+        assert!(policy.allows("sessio", "nwhoami"));
+        assert_eq!(policy.demoted.read().unwrap().len(), 1);
+    }
 }
