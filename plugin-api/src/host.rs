@@ -545,102 +545,42 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::{AbiError, CasOutcome, HostObj, HostObj_TO, KvPair};
-    use abi_stable::sabi_trait::TD_Opaque;
-    use abi_stable::std_types::{RResult, RStr, RString};
+    use crate::testing::TestHost;
     use std::sync::atomic::AtomicU64;
 
-    /// The host side of `permission_registry` only (the SDK's decisions are
-    /// what is tested here; the real host is tested in `tests/`): a
-    /// registry of one permission per generation, counting the round trips.
-    struct Registry {
-        generation: Arc<AtomicU64>,
-        asked: Arc<AtomicU64>,
-    }
-
-    fn unused<T>() -> RResult<T, AbiError> {
-        RResult::RErr(PluginError::internal("not used by this test").into())
-    }
-
-    impl HostObj for Registry {
-        fn kv_get(&self, _: RSlice<'_, u8>) -> RResult<ROption<RVec<u8>>, AbiError> {
-            unused()
-        }
-        fn kv_put(&self, _: RSlice<'_, u8>, _: RSlice<'_, u8>) -> RResult<(), AbiError> {
-            unused()
-        }
-        fn kv_delete(&self, _: RSlice<'_, u8>) -> RResult<bool, AbiError> {
-            unused()
-        }
-        fn kv_scan(&self, _: ScanRequest) -> RResult<RVec<KvPair>, AbiError> {
-            unused()
-        }
-        fn kv_batch(&self, _: RVec<KvOp>) -> RResult<ROption<u32>, AbiError> {
-            unused()
-        }
-        fn kv_cas(
-            &self,
-            _: RSlice<'_, u8>,
-            _: ROption<RVec<u8>>,
-            _: ROption<RVec<u8>>,
-        ) -> RResult<CasOutcome, AbiError> {
-            unused()
-        }
-        fn call(
-            &self,
-            _: RStr<'_>,
-            _: RStr<'_>,
-            _: RStr<'_>,
-            _: CallMode,
-        ) -> RResult<RString, AbiError> {
-            unused()
-        }
-        fn publish(&self, _: RStr<'_>, _: RStr<'_>) -> RResult<(), AbiError> {
-            unused()
-        }
-        fn send_mail(&self, _: RStr<'_>) -> RResult<(), AbiError> {
-            unused()
-        }
-        fn now_unix_ms(&self) -> i64 {
-            0
-        }
-        fn log(&self, _: u8, _: RStr<'_>) {}
-        fn service(&self, name: RStr<'_>, request: RStr<'_>) -> RResult<RString, AbiError> {
-            assert_eq!(name.as_str(), "permission_registry");
-            self.asked.fetch_add(1, Ordering::SeqCst);
-            let request: PermissionRegistryRequest =
-                serde_json::from_str(request.as_str()).unwrap();
-            let generation = self.generation.load(Ordering::SeqCst);
-            let permissions = (request.known_generation != Some(generation)).then(|| {
-                vec![RegisteredPermission {
-                    id: format!("p.g{generation}"),
-                    name: "n".into(),
-                    description: "d".into(),
-                    plugin: "p".into(),
-                }]
-            });
-            RResult::ROk(
-                serde_json::to_string(&PermissionRegistryAnswer {
+    /// A host whose only service is `permission_registry` (the SDK's
+    /// decisions are what is tested here; the real host is tested in
+    /// `tests/`): a registry of one permission per generation, counting the
+    /// round trips.
+    fn registry_host(generation: Arc<AtomicU64>, asked: Arc<AtomicU64>) -> Host {
+        TestHost::new()
+            .with_service(move |name, request| {
+                assert_eq!(name, "permission_registry");
+                asked.fetch_add(1, Ordering::SeqCst);
+                let request: PermissionRegistryRequest = serde_json::from_str(request).unwrap();
+                let generation = generation.load(Ordering::SeqCst);
+                let permissions = (request.known_generation != Some(generation)).then(|| {
+                    vec![RegisteredPermission {
+                        id: format!("p.g{generation}"),
+                        name: "n".into(),
+                        description: "d".into(),
+                        plugin: "p".into(),
+                    }]
+                });
+                Ok(serde_json::to_string(&PermissionRegistryAnswer {
                     generation,
                     permissions,
                 })
-                .unwrap()
-                .into(),
-            )
-        }
+                .unwrap())
+            })
+            .host()
     }
 
     #[test]
     fn the_registry_is_reused_only_while_it_is_as_new_as_the_call() {
         let generation = Arc::new(AtomicU64::new(1));
         let asked = Arc::new(AtomicU64::new(0));
-        let host = Host::from_abi(HostObj_TO::from_value(
-            Registry {
-                generation: generation.clone(),
-                asked: asked.clone(),
-            },
-            TD_Opaque,
-        ));
+        let host = registry_host(generation.clone(), asked.clone());
         let asked_now = || asked.load(Ordering::SeqCst);
         // Outside a call (or from an older host: no generation) it asks.
         assert!(host.permissions().unwrap().contains("p.g1"));

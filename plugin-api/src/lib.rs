@@ -75,6 +75,9 @@ mod host;
 mod manifest;
 mod plugin;
 mod subject_de;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod timefmt;
 pub mod validate;
 pub mod view;

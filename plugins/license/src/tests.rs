@@ -1,146 +1,19 @@
 //! Unit tests for the `user.deleted` handler, which the integration tests
 //! cannot reach yet (only the `user` plugin may publish `user.*` topics).
 //!
-//! They run the plugin against a small in-memory implementation of the
-//! host-services ABI; everything else is tested through the real host in
-//! `tests/license.rs`.
+//! They run the plugin on `TestHost`, plugin-api's in-memory stand-in for
+//! the host services (feature `testing`); everything else is tested
+//! through the real host in `tests/license.rs`.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RNone, ROption, RResult, RSlice, RSome, RStr, RString, RVec};
 use serde_json::{json, Value};
-use syshost_plugin_api::abi::{
-    AbiError, CallMode, CasOutcome, HostObj, HostObj_TO, KvOp, KvOpKind, KvPair, ScanRequest,
-};
-use syshost_plugin_api::{CallContext, Event, Host, Plugin, PluginError};
+use syshost_plugin_api::testing::TestHost;
+use syshost_plugin_api::{CallContext, Event, Plugin};
 
 use crate::{CreateUserRequest, IdRequest, LicenseSystem, LicensesOfRequest, SeatRequest};
 
-#[derive(Default)]
-struct State {
-    kv: BTreeMap<Vec<u8>, Vec<u8>>,
-    published: Vec<(String, Value)>,
-}
-
-/// An in-memory host: one namespace, recorded events, nothing else.
-#[derive(Clone, Default)]
-struct FakeHost(Arc<Mutex<State>>);
-
-impl FakeHost {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().unwrap()
-    }
-}
-
-fn unsupported<T>(what: &str) -> RResult<T, AbiError> {
-    RResult::RErr(PluginError::internal(format!("fake host: {what} unsupported")).into())
-}
-
-impl HostObj for FakeHost {
-    fn kv_get(&self, key: RSlice<'_, u8>) -> RResult<ROption<RVec<u8>>, AbiError> {
-        let v = self.state().kv.get(key.as_slice()).cloned();
-        RResult::ROk(v.map(RVec::from).into())
-    }
-
-    fn kv_put(&self, key: RSlice<'_, u8>, value: RSlice<'_, u8>) -> RResult<(), AbiError> {
-        self.state().kv.insert(key.to_vec(), value.to_vec());
-        RResult::ROk(())
-    }
-
-    fn kv_delete(&self, key: RSlice<'_, u8>) -> RResult<bool, AbiError> {
-        RResult::ROk(self.state().kv.remove(key.as_slice()).is_some())
-    }
-
-    fn kv_scan(&self, request: ScanRequest) -> RResult<RVec<KvPair>, AbiError> {
-        let state = self.state();
-        let start = request.start.to_vec();
-        let end = request.end.into_option().map(RVec::into_vec);
-        let mut pairs: Vec<KvPair> = state
-            .kv
-            .range(start..)
-            .filter(|(k, _)| end.as_ref().is_none_or(|e| *k < e))
-            .map(|(k, v)| KvPair {
-                key: RVec::from(k.clone()),
-                value: RVec::from(v.clone()),
-            })
-            .collect();
-        if request.reverse {
-            pairs.reverse();
-        }
-        pairs.truncate(request.limit as usize);
-        RResult::ROk(pairs.into())
-    }
-
-    fn kv_batch(&self, ops: RVec<KvOp>) -> RResult<ROption<u32>, AbiError> {
-        let mut state = self.state();
-        for (i, op) in ops.iter().enumerate() {
-            if op.kind == KvOpKind::EXPECT {
-                let current = state.kv.get(op.key.as_slice());
-                let expected = op.value.as_ref().map(|v| v.as_slice()).into_option();
-                if current.map(Vec::as_slice) != expected {
-                    return RResult::ROk(RSome(i as u32));
-                }
-            }
-        }
-        for op in ops.iter() {
-            if op.kind == KvOpKind::PUT {
-                let value = op.value.as_ref().map(|v| v.to_vec()).unwrap_or_default();
-                state.kv.insert(op.key.to_vec(), value);
-            } else if op.kind == KvOpKind::DELETE {
-                state.kv.remove(op.key.as_slice());
-            }
-        }
-        RResult::ROk(RNone)
-    }
-
-    fn kv_cas(
-        &self,
-        _key: RSlice<'_, u8>,
-        _expected: ROption<RVec<u8>>,
-        _new: ROption<RVec<u8>>,
-    ) -> RResult<CasOutcome, AbiError> {
-        unsupported("kv_cas")
-    }
-
-    fn call(
-        &self,
-        _target: RStr<'_>,
-        _operation: RStr<'_>,
-        _payload: RStr<'_>,
-        _mode: CallMode,
-    ) -> RResult<RString, AbiError> {
-        unsupported("call")
-    }
-
-    fn publish(&self, topic: RStr<'_>, payload: RStr<'_>) -> RResult<(), AbiError> {
-        let payload = serde_json::from_str(payload.as_str()).unwrap_or(Value::Null);
-        self.state()
-            .published
-            .push((topic.as_str().to_string(), payload));
-        RResult::ROk(())
-    }
-
-    fn send_mail(&self, _mail: RStr<'_>) -> RResult<(), AbiError> {
-        unsupported("send_mail")
-    }
-
-    fn now_unix_ms(&self) -> i64 {
-        1_700_000_000_000
-    }
-
-    fn log(&self, _level: u8, _message: RStr<'_>) {}
-
-    fn service(&self, _name: RStr<'_>, _request: RStr<'_>) -> RResult<RString, AbiError> {
-        unsupported("service")
-    }
-}
-
-fn start() -> (LicenseSystem, FakeHost) {
-    let fake = FakeHost::default();
-    let host = Host::from_abi(HostObj_TO::from_value(fake.clone(), TD_Opaque));
-    (LicenseSystem::activate(host).unwrap(), fake)
+fn start() -> (LicenseSystem, TestHost) {
+    let fake = TestHost::new();
+    (LicenseSystem::activate(fake.host()).unwrap(), fake)
 }
 
 fn user_deleted(id: &str) -> Event {
