@@ -9,17 +9,26 @@
 //! of each authenticated request. The host and serde write `kind` first:
 //! then the variant is decoded straight from the input. Any other order
 //! still works (through a `serde_json::Value`), with the same result.
+//!
+//! Both orders decode through one derived decoder, [`Wire`]: `kind` is
+//! handed to it as the variant name of an externally tagged enum and the
+//! rest of the object as the variant's content ([`KindThenRest`]). So the
+//! variants and their fields are listed once here (a user's fields not at
+//! all: they are `UserSubject`'s own derived decoder), and the conversions
+//! to and from [`Subject`] stop compiling when a variant or a field is
+//! added there and not here.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde::de::value::{EnumAccessDeserializer, MapAccessDeserializer, MapDeserializer};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, VariantAccess,
+    Visitor,
+};
 use serde::Deserialize;
 
 use crate::context::{Subject, UserSubject};
-
-const VARIANTS: &[&str] = &["system", "plugin", "anonymous", "user"];
 
 impl<'de> Deserialize<'de> for Subject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -27,24 +36,11 @@ impl<'de> Deserialize<'de> for Subject {
     }
 }
 
-/// The fields of `Subject::Plugin`.
+/// [`Subject`]'s variants with serde's default (external) tagging, whose
+/// derived decoder needs no buffering.
 #[derive(Deserialize)]
-struct PluginFields {
-    id: String,
-}
-
-/// The fields of `Subject::Anonymous`.
-#[derive(Deserialize)]
-struct AnonymousFields {
-    #[serde(default)]
-    permissions: BTreeSet<String>,
-}
-
-/// The same enum with serde's derived (buffering) decoder, for objects
-/// whose `kind` is not the first member.
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Tagged {
+#[serde(rename_all = "snake_case")]
+enum Wire {
     System,
     Plugin {
         id: String,
@@ -56,14 +52,83 @@ enum Tagged {
     User(UserSubject),
 }
 
-impl From<Tagged> for Subject {
-    fn from(t: Tagged) -> Self {
-        match t {
-            Tagged::System => Subject::System,
-            Tagged::Plugin { id } => Subject::Plugin { id },
-            Tagged::Anonymous { permissions } => Subject::Anonymous { permissions },
-            Tagged::User(u) => Subject::User(u),
+impl From<Wire> for Subject {
+    fn from(wire: Wire) -> Self {
+        match wire {
+            Wire::System => Subject::System,
+            Wire::Plugin { id } => Subject::Plugin { id },
+            Wire::Anonymous { permissions } => Subject::Anonymous { permissions },
+            Wire::User(u) => Subject::User(u),
         }
+    }
+}
+
+/// The other direction, so that a variant or field added to [`Subject`]
+/// but not to [`Wire`] fails to compile (the tests use it).
+#[cfg(test)]
+impl From<Subject> for Wire {
+    fn from(subject: Subject) -> Self {
+        match subject {
+            Subject::System => Wire::System,
+            Subject::Plugin { id } => Wire::Plugin { id },
+            Subject::Anonymous { permissions } => Wire::Anonymous { permissions },
+            Subject::User(u) => Wire::User(u),
+        }
+    }
+}
+
+/// An object whose `kind` has been read, as an externally tagged enum:
+/// `kind` is the variant name, the object's other members its content.
+struct KindThenRest<M> {
+    kind: String,
+    rest: M,
+}
+
+impl<'de, M: MapAccess<'de>> KindThenRest<M> {
+    /// Decodes the object as a [`Subject`].
+    fn decode(self) -> Result<Subject, M::Error> {
+        Wire::deserialize(EnumAccessDeserializer::new(self)).map(Subject::from)
+    }
+}
+
+impl<'de, M: MapAccess<'de>> EnumAccess<'de> for KindThenRest<M> {
+    type Error = M::Error;
+    type Variant = Rest<M>;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Rest<M>), M::Error> {
+        let variant = seed.deserialize(self.kind.into_deserializer())?;
+        Ok((variant, Rest(self.rest)))
+    }
+}
+
+/// The members after `kind`: a variant's content.
+struct Rest<M>(M);
+
+impl<'de, M: MapAccess<'de>> VariantAccess<'de> for Rest<M> {
+    type Error = M::Error;
+
+    fn unit_variant(self) -> Result<(), M::Error> {
+        // Other members are ignored, as by a derived decoder.
+        de::IgnoredAny::deserialize(MapAccessDeserializer::new(self.0)).map(drop)
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, M::Error> {
+        seed.deserialize(MapAccessDeserializer::new(self.0))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, M::Error> {
+        Err(de::Error::invalid_type(de::Unexpected::Map, &visitor))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, M::Error> {
+        visitor.visit_map(self.0)
     }
 }
 
@@ -99,17 +164,6 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// The variant name, borrowed when the input allows it.
-struct KindSeed;
-
-impl<'de> DeserializeSeed<'de> for KindSeed {
-    type Value = String;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
-        String::deserialize(deserializer)
-    }
-}
-
 struct SubjectVisitor;
 
 impl<'de> Visitor<'de> for SubjectVisitor {
@@ -126,43 +180,29 @@ impl<'de> Visitor<'de> for SubjectVisitor {
         };
         let first_name = match first {
             Key::Kind => {
-                let kind = map.next_value_seed(KindSeed)?;
-                return variant(&kind, map);
+                let kind = map.next_value::<String>()?;
+                return KindThenRest { kind, rest: map }.decode();
             }
             Key::Other(name) => name,
         };
-        // Slow path: `kind` comes later; decode through a JSON value.
+        // Slow path: `kind` comes later; collect the other members as JSON
+        // values, then decode them the same way.
         let mut object = serde_json::Map::new();
-        let value: serde_json::Value = map.next_value()?;
-        object.insert(first_name, value);
+        let mut kind = None;
+        object.insert(first_name, map.next_value()?);
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            let name = match key {
-                Key::Kind => "kind".to_string(),
-                Key::Other(name) => name,
-            };
-            let value: serde_json::Value = map.next_value()?;
-            object.insert(name, value);
+            match key {
+                Key::Kind => kind = Some(map.next_value::<String>()?),
+                Key::Other(name) => {
+                    object.insert(name, map.next_value()?);
+                }
+            }
         }
-        serde_json::from_value::<Tagged>(serde_json::Value::Object(object))
-            .map(Subject::from)
+        let kind = kind.ok_or_else(|| de::Error::missing_field("kind"))?;
+        let rest = MapDeserializer::<_, serde_json::Error>::new(object.into_iter());
+        KindThenRest { kind, rest }
+            .decode()
             .map_err(de::Error::custom)
-    }
-}
-
-/// Decodes the rest of the object as variant `kind`.
-fn variant<'de, A: MapAccess<'de>>(kind: &str, map: A) -> Result<Subject, A::Error> {
-    let rest = MapAccessDeserializer::new(map);
-    match kind {
-        "system" => {
-            de::IgnoredAny::deserialize(rest)?;
-            Ok(Subject::System)
-        }
-        "plugin" => PluginFields::deserialize(rest).map(|p| Subject::Plugin { id: p.id }),
-        "anonymous" => AnonymousFields::deserialize(rest).map(|a| Subject::Anonymous {
-            permissions: a.permissions,
-        }),
-        "user" => UserSubject::deserialize(rest).map(Subject::User),
-        other => Err(de::Error::unknown_variant(other, VARIANTS)),
     }
 }
 
@@ -171,6 +211,7 @@ mod tests {
     use super::*;
     use crate::CallContext;
 
+    /// A user with every field set to something other than its default.
     fn user() -> Subject {
         Subject::User(UserSubject {
             id: "u1".into(),
@@ -178,15 +219,28 @@ mod tests {
             name: "A \"quoted\" name".into(),
             permissions: ["a.b".to_string(), "c.d".to_string()].into(),
             roles: ["admin".to_string()].into(),
-            groups: BTreeSet::new(),
+            groups: ["staff".to_string()].into(),
             licenses: ["l1".to_string()].into(),
             session_id: Some("s1".into()),
             must_change_password: true,
         })
     }
 
+    /// `subject`'s JSON with `kind` as the last member (the slow path).
+    fn kind_last(subject: &Subject) -> String {
+        let serde_json::Value::Object(mut members) = serde_json::to_value(subject).unwrap() else {
+            panic!("not an object: {subject:?}")
+        };
+        let kind = members.remove("kind").unwrap();
+        if members.is_empty() {
+            return format!("{{\"kind\":{kind}}}");
+        }
+        let others = serde_json::to_string(&members).unwrap();
+        format!("{},\"kind\":{kind}}}", &others[..others.len() - 1])
+    }
+
     #[test]
-    fn every_variant_round_trips_and_matches_the_derived_decoder() {
+    fn every_variant_round_trips_with_kind_first_or_last() {
         let subjects = [
             Subject::System,
             Subject::Plugin { id: "role".into() },
@@ -197,18 +251,64 @@ mod tests {
             user(),
         ];
         for subject in subjects {
+            // Fails to compile when `Subject` gains a variant or a field
+            // that `Wire` lacks.
+            assert_eq!(Subject::from(Wire::from(subject.clone())), subject);
             let json = serde_json::to_string(&subject).unwrap();
             assert!(json.starts_with("{\"kind\":"), "{json}");
             let fast: Subject = serde_json::from_str(&json).unwrap();
             assert_eq!(fast, subject, "{json}");
-            let derived: Tagged = serde_json::from_str(&json).unwrap();
-            assert_eq!(Subject::from(derived), subject, "{json}");
+            let reordered = kind_last(&subject);
+            let slow: Subject = serde_json::from_str(&reordered).unwrap();
+            assert_eq!(slow, subject, "{reordered}");
             // Inside a call context too (also from a `Value`).
             let ctx = CallContext::for_subject(subject.clone());
             let text = serde_json::to_string(&ctx).unwrap();
             assert_eq!(serde_json::from_str::<CallContext>(&text).unwrap(), ctx);
             let value = serde_json::to_value(&ctx).unwrap();
             assert_eq!(serde_json::from_value::<CallContext>(value).unwrap(), ctx);
+        }
+    }
+
+    #[test]
+    fn every_user_field_is_decoded() {
+        let Subject::User(full) = user() else {
+            unreachable!()
+        };
+        // Names every field, so a new one fails to compile here until it is
+        // set (non-default) in `user()` and so checked below.
+        let UserSubject {
+            id,
+            email,
+            name,
+            permissions,
+            roles,
+            groups,
+            licenses,
+            session_id,
+            must_change_password,
+        } = &full;
+        let defaults = UserSubject::default();
+        assert!(
+            *id != defaults.id
+                && *email != defaults.email
+                && *name != defaults.name
+                && *permissions != defaults.permissions
+                && *roles != defaults.roles
+                && *groups != defaults.groups
+                && *licenses != defaults.licenses
+                && *session_id != defaults.session_id
+                && *must_change_password != defaults.must_change_password
+        );
+        let subject = Subject::User(full.clone());
+        for json in [
+            serde_json::to_string(&subject).unwrap(),
+            kind_last(&subject),
+        ] {
+            let Subject::User(decoded) = serde_json::from_str(&json).unwrap() else {
+                panic!("not a user: {json}")
+            };
+            assert_eq!(decoded, full, "{json}");
         }
     }
 
@@ -241,6 +341,8 @@ mod tests {
             (r#"{"kind":"user","permissions":"all"}"#, "sequence"),
             (r#"[]"#, "subject"),
             (r#"{"kind":7}"#, "string"),
+            (r#"{"id":"x"}"#, "kind"),
+            (r#"{"id":"x","kind":7}"#, "string"),
         ] {
             let err = serde_json::from_str::<Subject>(json).unwrap_err();
             assert!(err.to_string().contains(needle), "{json}: {err}");
