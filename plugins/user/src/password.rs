@@ -622,18 +622,9 @@ impl HashPool {
             // A panic must not take the thread (and its share of the
             // throughput) with it: the caller gets an error instead.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let needed = params.block_count();
-                let argon2 = Argon2::new(algorithm, version, params);
                 let mut output = vec![0u8; out_len];
-                let mut permit = Gate::get().acquire();
-                let result = match permit.memory(needed) {
-                    Some(memory) => {
-                        argon2.hash_password_into_with_memory(&password, &salt, &mut output, memory)
-                    }
-                    None => Err(argon2::Error::OutOfMemory),
-                };
-                drop(permit);
-                result.map(|()| output)
+                compute_here(algorithm, version, params, &password, &salt, &mut output)
+                    .map(|()| output)
             }))
             .unwrap_or(Err(argon2::Error::OutOfMemory));
             clear_bytes(&mut password);
@@ -666,6 +657,21 @@ fn compute(
     if needed <= pool_blocks() && pool.threads.load(std::sync::atomic::Ordering::SeqCst) > 0 {
         return pool.compute(algorithm, version, params, password, salt, out);
     }
+    compute_here(algorithm, version, params, password, salt, out)
+}
+
+/// [`compute`] on this thread: waits for a gate slot, then computes in a
+/// pooled block buffer when `params` fit one, else in a one-off buffer that
+/// is cleared before it is freed.
+fn compute_here(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let needed = params.block_count();
     let argon2 = Argon2::new(algorithm, version, params);
     let mut permit = Gate::get().acquire();
     if let Some(memory) = permit.memory(needed) {
